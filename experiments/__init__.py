@@ -1,0 +1,1 @@
+"""Experiment entry points and configs (run from the repository root)."""

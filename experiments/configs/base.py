@@ -1,0 +1,43 @@
+"""Settings shared by every experiment; each config starts here and overrides only deltas."""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.experiment = ""  # which trainer runs this config: "autoencoder" (AE and VAE)
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "tfds"  # "tfds" or "synthetic" (toy blobs: smoke runs and tests)
+    c.data.name = "fashion_mnist"
+    c.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None: TFDS's default
+    c.data.local_dir = "/usr/share/datasets/fashion-mnist"  # Debian's IDX files
+    c.data.download = False  # allow TFDS's standard download (needs internet)
+    c.data.num_shards = 0  # 0: one shard per process
+    c.data.synthetic_examples = 512  # per split, source="synthetic" only
+    c.data.image_shape = (28, 28, 1)
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.999
+    c.optimizer.grad_clip_norm = 0.0  # 0: no clipping
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 128  # global, over all devices and processes
+    c.train.num_epochs = 10
+    c.train.num_steps = 0  # > 0 overrides num_epochs
+    c.train.parallel = "shard_map"  # or "pmap"
+    c.train.log_every = 100
+    c.train.eval_every = 0  # steps; 0: at the end only
+    c.train.checkpoint_every = 1000
+    c.train.keep_checkpoints = 3
+    c.train.progress = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 500  # global
+    c.eval.max_examples = 0  # per process; 0: the whole test split
+    c.eval.num_images = 64  # samples / reconstructions in the PNG grids
+    return c

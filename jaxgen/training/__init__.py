@@ -1,0 +1,26 @@
+"""The training core shared by every model family."""
+
+from jaxgen.training.checkpoint import CheckpointError, Checkpointer
+from jaxgen.training.keys import AXIS, per_example_keys, split_named, step_key
+from jaxgen.training.loop import NonFiniteLossError, fit
+from jaxgen.training.metrics import MetricWriter, image_grid
+from jaxgen.training.parallel import MODES, DataParallel, RetraceError, with_step_key
+from jaxgen.training.state import TrainState
+
+__all__ = [
+    "AXIS",
+    "MODES",
+    "CheckpointError",
+    "Checkpointer",
+    "DataParallel",
+    "MetricWriter",
+    "NonFiniteLossError",
+    "RetraceError",
+    "TrainState",
+    "fit",
+    "image_grid",
+    "per_example_keys",
+    "split_named",
+    "step_key",
+    "with_step_key",
+]

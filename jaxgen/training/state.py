@@ -1,0 +1,45 @@
+"""The one training state shared by every model family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+from flax import struct
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+    """Step, parameters and optimizer state, plus optional batch statistics and EMA parameters.
+
+    Attributes:
+      step: number of updates applied so far (int32 scalar).
+      params: the model parameters.
+      opt_state: the optax optimizer state.
+      batch_stats: BatchNorm running statistics, or None for models without them.
+      ema_params: exponential moving average of ``params``, or None when disabled.
+      ema_decay: the EMA decay (static; ignored when ``ema_params`` is None).
+    """
+
+    batch_stats: Any = None
+    ema_params: Any = None
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+
+    @classmethod
+    def create(cls, *, apply_fn, params, tx: optax.GradientTransformation, ema_decay: float = 0.0,
+               batch_stats: Any = None, **kwargs) -> TrainState:
+        """Create a state at step 0; keeps an EMA copy of the params when ``ema_decay`` > 0."""
+        ema_params = jax.tree.map(lambda p: p, params) if ema_decay > 0 else None
+        return super().create(
+            apply_fn=apply_fn, params=params, tx=tx, ema_params=ema_params, ema_decay=ema_decay,
+            batch_stats=batch_stats, **kwargs,
+        )
+
+    def apply_gradients(self, *, grads, **kwargs) -> TrainState:
+        """Apply one optimizer update, and update the EMA parameters if present."""
+        new = super().apply_gradients(grads=grads, **kwargs)
+        if self.ema_params is None:
+            return new
+        ema = optax.incremental_update(new.params, self.ema_params, 1.0 - self.ema_decay)
+        return new.replace(ema_params=ema)
