@@ -74,6 +74,12 @@ def make_terms(model, config: ml_collections.ConfigDict):
     """``terms(params, x, key) -> dict of per-example arrays [B]``, with ``"loss"``."""
     loss_cfg = config.loss
     variational = isinstance(model, VAE)
+    if loss_cfg.reconstruction not in ("bce", "mse"):
+        raise ValueError(f"unknown reconstruction {loss_cfg.reconstruction!r}; "
+                         "choose 'bce' or 'mse'.")
+    if loss_cfg.corruption not in ("none", "gaussian", "mask"):
+        raise ValueError(f"unknown corruption {loss_cfg.corruption!r}; "
+                         "choose 'none', 'gaussian' or 'mask'.")
 
     def terms(params, x, key):
         b = x.shape[0]

@@ -41,6 +41,15 @@ def local_files(local_dir: str = DEBIAN_DIR) -> dict[str, str] | None:
     return paths if all(os.path.exists(p) for p in paths.values()) else None
 
 
+def idx_count(path: str) -> int:
+    """Number of items in an uncompressed IDX file, read from its header."""
+    with open(path, "rb") as f:
+        header = f.read(8)
+    if len(header) < 8 or header[:2] != b"\x00\x00":
+        raise ValueError(f"{path} is not an IDX file (bad header); reinstall the dataset files.")
+    return int.from_bytes(header[4:8], "big")
+
+
 class LocalFashionMNIST(mnist.FashionMNIST, skip_registration=True):
     """TFDS's ``fashion_mnist`` builder reading local IDX files instead of downloading.
 
@@ -65,15 +74,12 @@ class LocalFashionMNIST(mnist.FashionMNIST, skip_registration=True):
             tfds.core.SplitGenerator(
                 name=split,
                 gen_kwargs=dict(
-                    num_examples=num,
+                    num_examples=idx_count(extracted[f"{prefix}_labels"]),
                     data_path=extracted[f"{prefix}_data"],
                     label_path=extracted[f"{prefix}_labels"],
                 ),
             )
-            for split, prefix, num in (
-                (tfds.Split.TRAIN, "train", 60_000),
-                (tfds.Split.TEST, "test", 10_000),
-            )
+            for split, prefix in ((tfds.Split.TRAIN, "train"), (tfds.Split.TEST, "test"))
         ]
 
 

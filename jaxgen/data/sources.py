@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxgen.data import fashion_mnist
@@ -61,6 +62,7 @@ def load_image_shards(
     subsplits = tfds.even_splits(split, n=num_shards)
     shards = []
     for i in shard_ids:
-        arrays = tfds.as_numpy(builder.as_dataset(split=subsplits[i], batch_size=-1))
-        shards.append({"image": arrays["image"], "label": arrays["label"]})
+        # Large finite batches (not batch_size=-1, which aborts under tfds.testing.mock_data).
+        chunks = list(tfds.as_numpy(builder.as_dataset(split=subsplits[i], batch_size=10_000)))
+        shards.append({k: np.concatenate([c[k] for c in chunks]) for k in ("image", "label")})
     return shards

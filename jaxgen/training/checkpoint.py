@@ -40,6 +40,9 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, save_interval_steps=every_steps, create=True,
                 cleanup_tmp_directories=True,
+                # Synchronous saves: a save is complete (and renamed into place) when save()
+                # returns, which keeps kill-and-resume semantics simple.
+                enable_async_checkpointing=False,
             ),
         )
 

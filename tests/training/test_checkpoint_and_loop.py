@@ -1,0 +1,105 @@
+"""Checkpoints (round trip, keep-last-K, corrupt files) and the loop's non-finite guard."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxgen.training import (
+    CheckpointError,
+    Checkpointer,
+    DataParallel,
+    MetricWriter,
+    NonFiniteLossError,
+    TrainState,
+    fit,
+    with_step_key,
+)
+
+
+def toy_state():
+    return TrainState.create(apply_fn=None, params={"w": jnp.ones((4,)), "b": jnp.zeros(())},
+                             tx=optax.adam(0.1), ema_decay=0.9)
+
+
+def toy_body(state, batch, key):
+    """A step whose loss turns to NaN once batch["poison"] is set."""
+    def loss_fn(p):
+        pred = batch["x"] @ p["w"] + p["b"]
+        return jnp.mean((pred - batch["y"]) ** 2) * jnp.where(batch["poison"][0] > 0, jnp.nan, 1.0)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    grads = jax.lax.pmean(grads, "data")
+    return state.apply_gradients(grads=grads), {"loss": jax.lax.pmean(loss, "data")}
+
+
+def batches(poison_from=None):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 4)).astype(np.float32)
+    y = rng.normal(size=(64, 8)).astype(np.float32)
+
+    def batch_for_step(step):
+        poison = float(poison_from is not None and step >= poison_from)
+        return {"x": x[step], "y": y[step], "poison": np.full((8,), poison, np.float32)}
+
+    return batch_for_step
+
+
+def train(workdir, num_steps, poison_from=None, every=2):
+    parallel = DataParallel("shard_map")
+    ckpt = Checkpointer(os.path.join(workdir, "ckpt"), every_steps=every, keep=2)
+    writer = MetricWriter(workdir)
+    try:
+        return fit(state=toy_state(), train_step=parallel.compile(with_step_key(toy_body)),
+                   batch_for_step=batches(poison_from), parallel=parallel,
+                   train_key=jax.random.key(0), num_steps=num_steps, checkpointer=ckpt,
+                   writer=writer, log_every=1, progress=False)
+    finally:
+        ckpt.close()
+        writer.close()
+
+
+def test_round_trip_and_keep_last(tmp_path):
+    state, _ = train(str(tmp_path), num_steps=6)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2)
+    assert sorted(int(s) for s in os.listdir(tmp_path / "ckpt") if s.isdigit()) == [4, 6]
+    restored = ckpt.restore(toy_state())
+    assert int(restored.step) == 6
+    jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
+    jax.tree.map(np.testing.assert_array_equal, restored.ema_params, state.ema_params)
+    jax.tree.map(np.testing.assert_array_equal, restored.opt_state, state.opt_state)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight, _ = train(str(tmp_path / "a"), num_steps=8)
+    train(str(tmp_path / "b"), num_steps=4)
+    resumed, _ = train(str(tmp_path / "b"), num_steps=8)
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite train/loss.*step 4\)"):
+        train(str(tmp_path), num_steps=10, poison_from=5)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2)
+    assert ckpt.latest_step() == 4
+    good = ckpt.restore(toy_state())
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(good))
+    reference, _ = train(str(tmp_path / "ref"), num_steps=4)
+    jax.tree.map(np.testing.assert_array_equal, good.params, reference.params)
+    # The run resumes from it once the cause is fixed.
+    resumed, _ = train(str(tmp_path), num_steps=6)
+    assert int(resumed.step) == 6
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path):
+    train(str(tmp_path), num_steps=2)
+    step_dir = tmp_path / "ckpt" / "2"
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2).restore(toy_state())

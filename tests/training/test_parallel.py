@@ -1,0 +1,77 @@
+"""shard_map, pmap and one device give the same parameters for the same global batch."""
+
+import chex
+import jax
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from experiments import common
+from experiments.autoencoders import make_terms, make_train_body
+from jaxgen.models.autoencoders import make_autoencoder
+from jaxgen.training import DataParallel, RetraceError, TrainState, with_step_key
+
+
+def tiny_vae_setup():
+    config = ConfigDict({
+        "loss": {"reconstruction": "bce", "beta": 1.0, "gaussian_logvar": 0.0,
+                 "corruption": "gaussian", "corruption_level": 0.1},
+        "optimizer": {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.999, "grad_clip_norm": 0.0},
+    })
+    model = make_autoencoder(architecture="mlp", image_shape=(8, 8, 1), latent_dim=3,
+                             variational=True, hidden=(16,))
+    x0 = np.zeros((1, 8, 8, 1), np.float32)
+    params = model.init(jax.random.key(0), x0, jax.random.key(1))["params"]
+    state = TrainState.create(apply_fn=model.apply, params=params,
+                              tx=common.make_optimizer(config.optimizer))
+    body = make_train_body(make_terms(model, config))
+    images = np.random.default_rng(0).uniform(size=(3, 16, 8, 8, 1)).astype(np.float32)
+    return state, body, images
+
+
+def run(parallel, state, body, images, steps=3):
+    step = parallel.compile(with_step_key(chex.assert_max_traces(body, n=1)))
+    device_state = parallel.replicate(state)
+    for i in range(steps):
+        device_state, metrics = step(device_state, parallel.shard_batch({"image": images[i]}),
+                                     jax.random.key(42))
+    return parallel.fetch(device_state), parallel.fetch(metrics)
+
+
+def test_shard_map_pmap_and_one_device_agree(num_devices):
+    state, body, images = tiny_vae_setup()
+    results = {}
+    for name, parallel in {
+        "one_device": DataParallel("shard_map", devices=jax.devices()[:1]),
+        "shard_map": DataParallel("shard_map"),
+        "pmap": DataParallel("pmap"),
+    }.items():
+        chex.clear_trace_counter()
+        results[name] = run(parallel, state, body, images)
+    assert DataParallel("shard_map").num_devices == num_devices == 4
+    ref_state, ref_metrics = results["one_device"]
+    assert int(ref_state.step) == 3
+    moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), ref_state.params, state.params)
+    assert max(jax.tree.leaves(moved)) > 1e-3  # the comparison is not between untouched params
+    for name in ("shard_map", "pmap"):
+        got_state, got_metrics = results[name]
+        chex.assert_trees_all_close(got_state.params, ref_state.params, atol=1e-5, rtol=1e-5)
+        chex.assert_trees_all_close(got_metrics, ref_metrics, atol=1e-4, rtol=1e-5)
+
+
+def test_retracing_is_an_error():
+    state, body, images = tiny_vae_setup()
+    parallel = DataParallel("shard_map")
+    step = parallel.compile(with_step_key(body))
+    device_state = parallel.replicate(state)
+    device_state, _ = step(device_state, parallel.shard_batch({"image": images[0]}),
+                           jax.random.key(0))
+    with pytest.raises(RetraceError, match="traced 2 times"):
+        step(device_state, parallel.shard_batch({"image": images[0][:8]}), jax.random.key(0))
+
+
+def test_batch_must_split_over_devices():
+    with pytest.raises(ValueError, match="divisible by the number of local devices"):
+        DataParallel("shard_map").shard_batch({"image": np.zeros((6, 2))})
+    with pytest.raises(ValueError, match="unknown parallel mode"):
+        DataParallel("vmap")
