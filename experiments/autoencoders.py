@@ -263,14 +263,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     num_steps = common.num_train_steps(config, steps_per_epoch)
     try:
-        state, train_metrics = fit(
+        state, train_metrics, final = fit(
             state=exp.initial_state, train_step=exp.train_step, batch_for_step=loader.batch,
             parallel=run.parallel, train_key=exp.train_key, num_steps=num_steps,
             checkpointer=run.checkpointer, writer=run.writer, log_every=config.train.log_every,
             eval_every=config.train.eval_every, evaluate=exp.evaluate,
             progress=config.train.progress,
         )
-        final = exp.evaluate(run.parallel.replicate(state), num_steps)
         summary = {
             "experiment": "vae" if exp.variational else "autoencoder",
             "workdir": os.path.abspath(workdir),

@@ -48,7 +48,9 @@ def check_broadcastable(**arrays) -> tuple[int, ...]:
 def check_rank(name: str, x, rank: int, layout: str) -> None:
     """Raise ValueError unless `x` has `rank` dimensions; `layout` names them, e.g. 'B, H, W, C'."""
     if np.ndim(x) != rank:
-        raise ValueError(f"{name} must have shape [{layout}] (rank {rank}), got shape {np.shape(x)}.")
+        raise ValueError(
+            f"{name} must have shape [{layout}] (rank {rank}), got shape {np.shape(x)}."
+        )
 
 
 def check_range(name: str, x, low: float, high: float, hint: str = "") -> None:

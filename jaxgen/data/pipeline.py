@@ -33,7 +33,11 @@ def shards_of_process(num_shards: int, process_index: int, process_count: int) -
 
 
 def synthetic_images(
-    num_examples: int, image_shape: Sequence[int], *, seed: int | Sequence[int], num_classes: int = 10
+    num_examples: int,
+    image_shape: Sequence[int],
+    *,
+    seed: int | Sequence[int],
+    num_classes: int = 10,
 ) -> Batch:
     """Deterministic toy images (a bright Gaussian blob per image) as uint8, with labels.
 

@@ -1,6 +1,6 @@
 """The training core shared by every model family."""
 
-from jaxgen.training.checkpoint import CheckpointError, Checkpointer
+from jaxgen.training.checkpoint import Checkpointer, CheckpointError
 from jaxgen.training.keys import AXIS, per_example_keys, split_named, step_key
 from jaxgen.training.loop import NonFiniteLossError, fit
 from jaxgen.training.metrics import MetricWriter, image_grid

@@ -27,6 +27,10 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a non-finite metric; the last good checkpoint was left untouched."""
 
 
+def _add(a, b):
+    return a + b  # stays on the device: no host sync per step
+
+
 def fit(
     *,
     state: Any,
@@ -41,7 +45,7 @@ def fit(
     eval_every: int = 0,
     evaluate: Callable[[Any, int], Mapping[str, float]] | None = None,
     progress: bool = True,
-) -> tuple[Any, dict[str, float]]:
+) -> tuple[Any, dict[str, float], dict[str, float]]:
     """Train `state` up to `num_steps` updates, resuming from the latest checkpoint.
 
     Args:
@@ -59,7 +63,8 @@ def fit(
       progress: show a tqdm progress bar (process 0 only).
 
     Returns:
-      ``(host_state, last_train_metrics)``; evaluation scalars are in the writer.
+      ``(host_state, last_train_metrics, last_eval_metrics)``; the final evaluation runs at
+      ``num_steps`` (also when resuming a finished run).
 
     Raises:
       NonFiniteLossError: a train metric became NaN/inf; no checkpoint after it was written.
@@ -75,7 +80,7 @@ def fit(
             "raise the step budget or use a fresh workdir."
         )
     device_state = parallel.replicate(state)
-    window, window_steps, last = None, 0, {}
+    window, window_steps, last, last_eval = None, 0, {}, {}
     bar = tqdm(total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,
                dynamic_ncols=True, unit="step")
     window_start = time.perf_counter()
@@ -83,7 +88,7 @@ def fit(
         for step in range(start, num_steps):
             batch = parallel.shard_batch(batch_for_step(step))
             device_state, metrics = train_step(device_state, batch, train_key)
-            window = metrics if window is None else jax.tree.map(lambda a, b: a + b, window, metrics)
+            window = metrics if window is None else jax.tree.map(_add, window, metrics)
             window_steps += 1
             done = step + 1
             saving = checkpointer.should_save(done) or done == num_steps
@@ -107,11 +112,14 @@ def fit(
             if evaluate is not None and (
                 done == num_steps or (eval_every and done % eval_every == 0)
             ):
-                writer.write_scalars(done, evaluate(device_state, done))
+                last_eval = dict(evaluate(device_state, done))
+                writer.write_scalars(done, last_eval)
             if saving:
                 checkpointer.save(done, parallel.fetch(device_state), force=done == num_steps)
             bar.update(1)
     finally:
         bar.close()
         checkpointer.wait()
-    return parallel.fetch(device_state), last
+    if evaluate is not None and start == num_steps:
+        last_eval = dict(evaluate(device_state, num_steps))
+    return parallel.fetch(device_state), last, last_eval

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from tests.experiments.helpers import TINY, VAE_TINY, load_config
 
 from experiments import autoencoders
 from jaxgen.training import Checkpointer
+from tests.experiments.helpers import TINY, VAE_TINY, load_config
 
 CONFIGS = ["ae_mlp", "ae_conv", "vae_mlp", "vae_conv"]
 

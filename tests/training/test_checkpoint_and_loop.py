@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from jaxgen.training import (
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     DataParallel,
     MetricWriter,
     NonFiniteLossError,
@@ -63,7 +63,7 @@ def train(workdir, num_steps, poison_from=None, every=2):
 
 
 def test_round_trip_and_keep_last(tmp_path):
-    state, _ = train(str(tmp_path), num_steps=6)
+    state, _, _ = train(str(tmp_path), num_steps=6)
     ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2)
     assert sorted(int(s) for s in os.listdir(tmp_path / "ckpt") if s.isdigit()) == [4, 6]
     restored = ckpt.restore(toy_state())
@@ -74,9 +74,9 @@ def test_round_trip_and_keep_last(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    straight, _ = train(str(tmp_path / "a"), num_steps=8)
+    straight, _, _ = train(str(tmp_path / "a"), num_steps=8)
     train(str(tmp_path / "b"), num_steps=4)
-    resumed, _ = train(str(tmp_path / "b"), num_steps=8)
+    resumed, _, _ = train(str(tmp_path / "b"), num_steps=8)
     jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
 
 
@@ -87,10 +87,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert ckpt.latest_step() == 4
     good = ckpt.restore(toy_state())
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(good))
-    reference, _ = train(str(tmp_path / "ref"), num_steps=4)
+    reference, _, _ = train(str(tmp_path / "ref"), num_steps=4)
     jax.tree.map(np.testing.assert_array_equal, good.params, reference.params)
     # The run resumes from it once the cause is fixed.
-    resumed, _ = train(str(tmp_path), num_steps=6)
+    resumed, _, _ = train(str(tmp_path), num_steps=6)
     assert int(resumed.step) == 6
 
 

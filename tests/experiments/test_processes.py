@@ -1,0 +1,111 @@
+"""Real processes: kill -9 and resume, two hosts on localhost, config errors from the CLI.
+
+Each run is a fresh ``python -m experiments.main`` with one CPU device on synthetic data.
+Final parameters are read back from the runs' last checkpoints.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import jax
+import numpy as np
+import optax
+
+from jaxgen.models.autoencoders import make_autoencoder
+from jaxgen.training import Checkpointer, TrainState
+from tests.experiments.helpers import REPO_ROOT, clean_env, main_command, run_main
+
+SMALL = {
+    "data.source": "synthetic", "data.synthetic_examples": 256, "train.batch_size": 8,
+    "train.log_every": 10, "train.progress": False, "model.hidden": (16,),
+    "model.latent_dim": 3, "eval.max_examples": 16, "eval.iwae_samples": 2,
+    "eval.iwae_max_examples": 8, "eval.iwae_batch_size": 4, "eval.num_images": 4,
+}
+
+
+def final_params(workdir):
+    model = make_autoencoder(architecture="mlp", image_shape=(28, 28, 1), latent_dim=3,
+                             variational=True, hidden=(16,))
+    x0 = np.zeros((1, 28, 28, 1), np.float32)
+    params = model.init(jax.random.key(0), x0, jax.random.key(1))["params"]
+    target = TrainState.create(apply_fn=None, params=params, tx=optax.adam(1e-3))
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, keep=1)
+    state = ckpt.restore(target)
+    return int(state.step), state.params
+
+
+def assert_same_params(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6), a, b)
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    overrides = {**SMALL, "train.num_steps": 1200, "train.checkpoint_every": 100}
+    straight = run_main("vae_mlp", str(tmp_path / "straight"), overrides)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    workdir = str(tmp_path / "killed")
+    proc = subprocess.Popen(main_command("vae_mlp", workdir, overrides), cwd=REPO_ROOT,
+                            env=clean_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(
+            ckpt_dir) else []
+        if done and max(done) >= 200:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = max(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+    assert 200 <= killed_at < 1200
+
+    resumed = run_main("vae_mlp", workdir, overrides)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from checkpoint step {killed_at}" in resumed.stdout + resumed.stderr
+    step_a, params_a = final_params(str(tmp_path / "straight"))
+    step_b, params_b = final_params(workdir)
+    assert step_a == step_b == 1200
+    assert_same_params(params_a, params_b)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process_reading_both_shards(tmp_path):
+    overrides = {**SMALL, "train.num_steps": 4, "train.checkpoint_every": 2,
+                 "data.num_shards": 2}
+    single = run_main("vae_mlp", str(tmp_path / "single"), overrides)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    workdir = str(tmp_path / "multi")
+    address = f"127.0.0.1:{free_port()}"
+    procs = [
+        subprocess.Popen(
+            main_command("vae_mlp", workdir, overrides, f"--coordinator_address={address}",
+                         "--num_processes=2", f"--process_id={i}"),
+            cwd=REPO_ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "eval/neg_elbo_nats" in outputs[0][0]  # process 0 reports; process 1 stays quiet
+    assert "eval/neg_elbo_nats" not in outputs[1][0]
+    step_a, params_a = final_params(str(tmp_path / "single"))
+    step_b, params_b = final_params(workdir)
+    assert step_a == step_b == 4
+    assert_same_params(params_a, params_b)
+
+
+def test_unknown_config_key_is_an_error_that_names_it(tmp_path):
+    result = run_main("vae_mlp", str(tmp_path / "x"), {"train.batch_sise": 64})
+    assert result.returncode != 0
+    assert "batch_sise" in result.stderr
