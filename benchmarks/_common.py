@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -120,3 +121,18 @@ def write_json(results: dict[str, Any], output: str | None, prefix: str) -> str:
 def now_iso() -> str:
     """The current local time, ISO 8601 with the UTC offset."""
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def describe_machine(machine: dict[str, Any]) -> str:
+    """One line naming the backend, devices, CPUs, jax version and load."""
+    return (
+        f"{machine['platform']} ({machine['device_kind']}) x{machine['num_devices']}, "
+        f"{machine['usable_cpus']}/{machine['cpu_count']} CPUs, jax {machine['jax']}, "
+        f"load {machine['load_average_1_5_15m']}"
+    )
+
+
+def check_timing_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject non-positive --steps/--repeats/--batch_size and a negative --warmup."""
+    if args.steps < 1 or args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
+        parser.error("--steps, --repeats and --batch_size must be positive, --warmup >= 0")

@@ -111,8 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="JSON path (default: benchmarks/results/input_pipeline_<backend>_<time>.json)",
     )
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
-        parser.error("--steps, --repeats and --batch_size must be positive, --warmup >= 0")
+    _common.check_timing_args(parser, args)
     return args
 
 
@@ -120,11 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     config = make_config(args)
     machine = _common.machine_info()
-    print(
-        f"{machine['platform']} ({machine['device_kind']}) x{machine['num_devices']}, "
-        f"{machine['usable_cpus']}/{machine['cpu_count']} CPUs, jax {machine['jax']}, "
-        f"load {machine['load_average_1_5_15m']}"
-    )
+    print(_common.describe_machine(machine))
 
     t0 = time.perf_counter()
     try:

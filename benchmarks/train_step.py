@@ -288,19 +288,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="JSON path (default: benchmarks/results/train_step_<backend>_<time>.json)",
     )
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
-        parser.error("--steps, --repeats and --batch_size must be positive, --warmup >= 0")
+    _common.check_timing_args(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     machine = _common.machine_info()
-    print(
-        f"{machine['platform']} ({machine['device_kind']}) x{machine['num_devices']}, "
-        f"{machine['usable_cpus']}/{machine['cpu_count']} CPUs, jax {machine['jax']}, "
-        f"load {machine['load_average_1_5_15m']}"
-    )
+    print(_common.describe_machine(machine))
     print(
         f"batch {args.batch_size}, {args.warmup} warmup + {args.repeats} x {args.steps} timed "
         f"steps per model (fewer if over {args.max_seconds:g} s)"
