@@ -64,8 +64,8 @@ def per_shard_batch(global_batch: int, shards: Shards, parallel: DataParallel, w
     if local % parallel.num_local_devices:
         raise ValueError(
             f"{what} gives {local} examples per process, not divisible by its "
-            f"{parallel.num_local_devices} devices; choose a multiple of "
-            f"{parallel.num_devices * len(shards.shard_ids) // jax.process_count()}."
+            f"{parallel.num_local_devices} devices; choose a global size that is a multiple "
+            f"of {shards.num_shards * parallel.num_local_devices}."
         )
     return per_shard
 
