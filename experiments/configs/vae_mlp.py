@@ -11,7 +11,7 @@ def get_config():
     c = base.get_base_config()
     c.experiment = "autoencoder"
     c.model = dict(variational=True, architecture="mlp", latent_dim=20, hidden=(400,),
-                   channels=(32, 64))
+                   channels=(32, 64), init="torch")  # PyTorch nn.Linear init, as the reference
     c.loss = dict(reconstruction="bce", beta=1.0, gaussian_logvar=-4.6, corruption="none",
                   corruption_level=0.0)
     c.eval.iwae_samples = 100

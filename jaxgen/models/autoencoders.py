@@ -18,19 +18,39 @@ import jax.numpy as jnp
 
 from jaxgen.math import reparameterize
 
+DENSE_INITS = ("lecun", "torch")
+
+
+def dense(features: int, fan_in: int, init: str) -> nn.Dense:
+    """A Dense layer with flax's default init (``"lecun"``: truncated-normal kernel of variance
+    1/fan_in, zero bias) or PyTorch's ``nn.Linear`` default (``"torch"``: kernel and bias
+    uniform on ±1/√fan_in, i.e. Kaiming-uniform with a = √5), as the classic reference uses."""
+    if init == "lecun":
+        return nn.Dense(features)
+    if init != "torch":
+        raise ValueError(f"unknown init {init!r}; choose one of {DENSE_INITS}.")
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def bias_init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+    return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init)
+
 
 class MLPEncoder(nn.Module):
     """Flatten, then Dense+ReLU layers, then a linear layer of ``features`` outputs."""
 
     hidden: Sequence[int]
     features: int
+    init: str = "lecun"  # see `dense`
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x.reshape((x.shape[0], -1))
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        return nn.Dense(self.features)(h)
+            h = nn.relu(dense(width, h.shape[-1], self.init)(h))
+        return dense(self.features, h.shape[-1], self.init)(h)
 
 
 class MLPDecoder(nn.Module):
@@ -38,13 +58,14 @@ class MLPDecoder(nn.Module):
 
     hidden: Sequence[int]
     image_shape: Sequence[int]
+    init: str = "lecun"  # see `dense`
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         h = z
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        h = nn.Dense(math.prod(self.image_shape))(h)
+            h = nn.relu(dense(width, h.shape[-1], self.init)(h))
+        h = dense(math.prod(self.image_shape), h.shape[-1], self.init)(h)
         return h.reshape((z.shape[0], *self.image_shape))
 
 
@@ -165,6 +186,7 @@ def make_autoencoder(
     variational: bool,
     hidden: Sequence[int] = (400,),
     channels: Sequence[int] = (32, 64),
+    init: str = "lecun",
 ) -> Autoencoder | VAE:
     """Build an (variational) autoencoder.
 
@@ -174,11 +196,16 @@ def make_autoencoder(
       image_shape: ``(H, W, C)``.
       latent_dim: size of the code z.
       variational: a :class:`VAE` if True, else an :class:`Autoencoder`.
+      init: Dense-layer initialisation of the MLP, ``"lecun"`` (flax) or ``"torch"`` (see
+        :func:`dense`).
     """
+    if init not in DENSE_INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {DENSE_INITS}.")
     features = 2 * latent_dim if variational else latent_dim
     if architecture == "mlp":
-        encoder = MLPEncoder(hidden=tuple(hidden), features=features)
-        decoder = MLPDecoder(hidden=tuple(reversed(hidden)), image_shape=tuple(image_shape))
+        encoder = MLPEncoder(hidden=tuple(hidden), features=features, init=init)
+        decoder = MLPDecoder(hidden=tuple(reversed(hidden)), image_shape=tuple(image_shape),
+                             init=init)
     elif architecture == "conv":
         encoder = ConvEncoder(channels=tuple(channels), features=features)
         decoder = ConvDecoder(channels=tuple(reversed(channels)), image_shape=tuple(image_shape))

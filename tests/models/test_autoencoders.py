@@ -59,3 +59,20 @@ def test_bad_inputs_get_clear_errors():
                             variational=False, channels=(4, 8))
     with pytest.raises(ValueError, match="divisible by 4"):
         conv.init(jax.random.key(0), jnp.zeros((1, 30, 30, 1)))
+
+
+def test_torch_init_matches_pytorch_linear_default():
+    """PyTorch's nn.Linear: kernel and bias uniform on ±1/√fan_in (so std = 1/√(3·fan_in))."""
+    model = make_autoencoder(architecture="mlp", image_shape=(28, 28, 1), latent_dim=20,
+                             variational=True, hidden=(400,), init="torch")
+    params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))
+    dense = params["params"]["encoder"]["Dense_0"]
+    bound = 1.0 / np.sqrt(784)
+    kernel, bias = np.asarray(dense["kernel"]), np.asarray(dense["bias"])
+    assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+    # 313,600 kernel draws: the std of a uniform on ±b is b/√3; 1% tolerance is > 10 s.e.
+    np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.01)
+    assert np.abs(bias).min() > 0 and bias.std() > 0.5 * bound / np.sqrt(3)
+    with pytest.raises(ValueError, match="unknown init"):
+        make_autoencoder(architecture="mlp", image_shape=(28, 28, 1), latent_dim=2,
+                         variational=False, init="xavier")
