@@ -24,7 +24,7 @@ from jaxgen.data import pipeline
 from jaxgen.models.autoencoders import VAE, make_autoencoder
 from jaxgen.training import (
     TrainState,
-    fit,
+    gradient_update,
     per_example_keys,
     split_named,
     with_step_key,
@@ -115,13 +115,11 @@ def make_train_body(terms):
 
     def train_step(state, batch, key):
         def loss_fn(params):
-            t = terms(params, batch["image"], key)
-            return t["loss"].mean(), t
+            means = {k: v.mean() for k, v in terms(params, batch["image"], key).items()}
+            return means["loss"], means
 
-        (_, t), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        grads = jax.lax.pmean(grads, "data")
-        metrics = jax.lax.pmean({k: v.mean() for k, v in t.items()}, "data")
-        return state.apply_gradients(grads=grads), metrics
+        state, metrics, _ = gradient_update(state, loss_fn)
+        return state, metrics
 
     return train_step
 
@@ -171,6 +169,7 @@ class Experiment:
             architecture=config.model.architecture, image_shape=tuple(config.data.image_shape),
             latent_dim=config.model.latent_dim, variational=config.model.variational,
             hidden=tuple(config.model.hidden), channels=tuple(config.model.channels),
+            init=config.model.init,
         )
         self.variational = config.model.variational
         root = jax.random.key(config.seed)
@@ -200,17 +199,14 @@ class Experiment:
         return self._test
 
     def _sum_over(self, step_fn, device_state, global_batch, max_examples, key):
-        shards = self.test_shards
-        per_shard = common.per_shard_batch(global_batch, shards, self.run.parallel, "eval batch")
-        arrays, n_steps = common.eval_steps(shards, per_shard, max_examples)
-        total = None
-        batches = pipeline.eval_batches(arrays, batch_per_shard=per_shard, num_steps=n_steps,
-                                        preprocess=pipeline.scale_to_unit)
-        for i, batch in enumerate(batches):
-            out = step_fn(device_state, self.run.parallel.shard_batch(batch),
-                          jax.random.fold_in(key, i))
-            total = out if total is None else jax.tree.map(lambda a, b: a + b, total, out)
-        return self.run.parallel.fetch(total)
+        return common.masked_sums(
+            step_fn, device_state, self.test_shards, self.run.parallel, global_batch=global_batch,
+            max_examples=max_examples, key=key, preprocess=pipeline.scale_to_unit,
+        )
+
+    def load_eval_data(self) -> None:
+        """Read the test split now (before training starts)."""
+        _ = self.test_shards
 
     def evaluate(self, device_state, step: int) -> dict[str, float]:
         """Test-set metrics in nats per example (plus PNG grids); keys ``eval/*``."""
@@ -251,41 +247,14 @@ class Experiment:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train (resuming from ``workdir`` if it has checkpoints), evaluate, write the summary."""
-    t0 = time.perf_counter()
+    started = time.perf_counter()
     exp = Experiment(config, workdir)
-    run = exp.run
-    train = common.load_shards(config.data, "train", seed=config.seed)
-    per_shard = common.per_shard_batch(config.train.batch_size, train, run.parallel, "batch_size")
-    steps_per_epoch = train.min_len // per_shard
-    loader = pipeline.TrainLoader(
-        shards=train.arrays, shard_ids=train.shard_ids, batch_per_shard=per_shard,
-        steps_per_epoch=steps_per_epoch, seed=config.seed, preprocess=pipeline.scale_to_unit,
+    loader, steps_per_epoch = common.image_train_loader(config, exp.run.parallel,
+                                                        pipeline.scale_to_unit)
+    return common.train_and_summarize(
+        exp, config, workdir, name="vae" if exp.variational else "autoencoder",
+        batch_for_step=loader.batch, steps_per_epoch=steps_per_epoch, started=started,
     )
-    num_steps = common.num_train_steps(config, steps_per_epoch)
-    try:
-        state, train_metrics, final = fit(
-            state=exp.initial_state, train_step=exp.train_step, batch_for_step=loader.batch,
-            parallel=run.parallel, train_key=exp.train_key, num_steps=num_steps,
-            checkpointer=run.checkpointer, writer=run.writer, log_every=config.train.log_every,
-            eval_every=config.train.eval_every, evaluate=exp.evaluate,
-            progress=config.train.progress,
-        )
-        summary = {
-            "experiment": "vae" if exp.variational else "autoencoder",
-            "workdir": os.path.abspath(workdir),
-            "step": int(state.step),
-            "steps_per_epoch": steps_per_epoch,
-            "wall_time_s": time.perf_counter() - t0,
-            "devices": run.parallel.num_devices,
-            "processes": jax.process_count(),
-            **train_metrics,
-            **final,
-            "config": config.to_dict(),
-        }
-        run.writer.write_summary(summary)
-    finally:
-        run.close()
-    return summary
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -295,17 +264,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
         state = exp.run.checkpointer.restore(exp.initial_state)
         metrics = exp.evaluate(exp.run.parallel.replicate(state), int(state.step))
         metrics["step"] = int(state.step)
-        if exp.run.writer.enabled:
-            import json
-
-            with open(os.path.join(workdir, "eval_summary.json"), "w") as f:
-                json.dump(metrics, f, indent=2, sort_keys=True)
+        common.write_json(workdir, "eval_summary.json", metrics)
     finally:
         exp.run.close()
     return metrics
 
 
-def encode_split(config: ml_collections.ConfigDict, workdir: str, split: str = "test") -> str:
+def encode_split(config: ml_collections.ConfigDict, workdir: str, split: str = "test") -> dict:
     """Write the codes (AE: z; VAE: posterior means and log-variances) of this process's
     shards of `split` to ``<workdir>/codes_<split>_p<process>.npz``, with the labels."""
     exp = Experiment(config, workdir)
@@ -330,4 +295,4 @@ def encode_split(config: ml_collections.ConfigDict, workdir: str, split: str = "
         logging.info("wrote %s", path)
     finally:
         exp.run.close()
-    return path
+    return {"codes": path}

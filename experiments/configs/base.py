@@ -6,7 +6,7 @@ from ml_collections import config_dict
 
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.experiment = ""  # which trainer runs this config: "autoencoder" (AE and VAE)
+    c.experiment = ""  # the trainer: "autoencoder" (AE, VAE), "diffusion", "gan", "cyclegan"
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
@@ -24,6 +24,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999
     c.optimizer.grad_clip_norm = 0.0  # 0: no clipping
+    c.optimizer.warmup_steps = 0  # linear warmup from 0
+    c.optimizer.schedule = "constant"  # or "linear_decay" (to 0 over the last decay_fraction)
+    c.optimizer.decay_fraction = 0.5
+    c.optimizer.ema_decay = 0.0  # > 0: keep an EMA of the parameters (used for evaluation)
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 128  # global, over all devices and processes

@@ -145,3 +145,45 @@ def scale_to_unit(batch: Batch) -> Batch:
     out = dict(batch)
     out["image"] = batch["image"].astype(np.float32) / 255.0
     return out
+
+
+def to_signed_unit(images: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] → float32 [−1, 1] (the reference's ToTensor + Normalize(0.5, 0.5))."""
+    out = images.astype(np.float32)
+    out *= 1.0 / 127.5  # in place: this runs on every training batch
+    out -= 1.0
+    return out
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Images in [−1, 1] → uint8 in [0, 255] (rounded, clipped)."""
+    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
+        np.uint8
+    )
+
+
+def scale_to_symmetric(batch: Batch) -> Batch:
+    """uint8 images → float32 in [−1, 1] (diffusion, GANs); other keys unchanged."""
+    return {**batch, "image": to_signed_unit(batch["image"])}
+
+
+def pad_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad ``[N, H, W, C]`` images evenly on all sides to ``size × size``.
+
+    Fashion-MNIST's 28×28 digits have a black (0) border, so padding to 32×32 adds more of the
+    same background without resampling the pixels (unlike a resize).
+    """
+    n, h, w, c = images.shape
+    if h > size or w > size:
+        raise ValueError(f"cannot pad {h}×{w} images to {size}×{size}; choose size ≥ {max(h, w)}.")
+    top, left = (size - h) // 2, (size - w) // 2
+    return np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
+
+
+def padded_symmetric(size: int) -> Callable[[Batch], Batch]:
+    """Preprocess: pad images to ``size × size``, then scale to [−1, 1]."""
+
+    def preprocess(batch: Batch) -> Batch:
+        return scale_to_symmetric({**batch, "image": pad_images(batch["image"], size)})
+
+    return preprocess

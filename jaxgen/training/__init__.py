@@ -1,11 +1,13 @@
 """The training core shared by every model family."""
 
 from jaxgen.training.checkpoint import Checkpointer, CheckpointError
+from jaxgen.training.history_pool import HistoryPool
 from jaxgen.training.keys import AXIS, per_example_keys, split_named, step_key
 from jaxgen.training.loop import NonFiniteLossError, fit
 from jaxgen.training.metrics import MetricWriter, image_grid
 from jaxgen.training.parallel import MODES, DataParallel, RetraceError, with_step_key
-from jaxgen.training.state import TrainState
+from jaxgen.training.state import TrainState, TwoPlayerState
+from jaxgen.training.step import gradient_update
 
 __all__ = [
     "AXIS",
@@ -13,11 +15,14 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "DataParallel",
+    "HistoryPool",
     "MetricWriter",
     "NonFiniteLossError",
     "RetraceError",
     "TrainState",
+    "TwoPlayerState",
     "fit",
+    "gradient_update",
     "image_grid",
     "per_example_keys",
     "split_named",

@@ -64,7 +64,8 @@ class Checkpointer:
         """
         step = self.latest_step() if step is None else step
         if step is None:
-            raise CheckpointError(f"no checkpoint in {self.directory}.")
+            raise CheckpointError(f"no checkpoint in {self.directory}; train first with the "
+                                  "same --workdir (--mode=train).")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
             return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))

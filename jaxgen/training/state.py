@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import struct
 from flax.training import train_state
@@ -43,3 +44,30 @@ class TrainState(train_state.TrainState):
             return new
         ema = optax.incremental_update(new.params, self.ema_params, 1.0 - self.ema_decay)
         return new.replace(ema_params=ema)
+
+
+class TwoPlayerState(struct.PyTreeNode):
+    """The state of a two-player game (GANs, CycleGAN): one :class:`TrainState` per player.
+
+    Each player has its own parameters, optimizer and (optional) batch statistics and EMA; a
+    player may hold several networks (CycleGAN's ``generator`` holds G and F, updated by one
+    optimizer as in the paper's reference code).
+
+    Attributes:
+      step: number of training steps taken (each may update a player several times); the step
+        key is derived from it.
+      generator: the generator player's state.
+      discriminator: the discriminator player's state.
+      extras: any further state the step carries, e.g. CycleGAN's image history pools.
+    """
+
+    step: jax.Array
+    generator: TrainState
+    discriminator: TrainState
+    extras: Any = None
+
+    @classmethod
+    def create(cls, *, generator: TrainState, discriminator: TrainState,
+               extras: Any = None) -> TwoPlayerState:
+        return cls(step=jnp.zeros((), jnp.int32), generator=generator,
+                   discriminator=discriminator, extras=extras)

@@ -49,7 +49,7 @@ def test_train_resume_evaluate_encode(name, tmp_path, mock_fashion_mnist):
 
     metrics = autoencoders.evaluate_checkpoint(config, workdir)
     assert metrics["step"] == 5 and np.isfinite(metrics["eval/reconstruction_nats"])
-    path = autoencoders.encode_split(config, workdir)
+    path = autoencoders.encode_split(config, workdir)["codes"]
     codes = np.load(path)
     key = "mean" if name.startswith("vae") else "z"
     assert codes[key].shape == (32, 3) and codes["label"].shape == (32,)

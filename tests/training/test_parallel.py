@@ -8,6 +8,7 @@ from ml_collections import ConfigDict
 
 from experiments import common
 from experiments.autoencoders import make_terms, make_train_body
+from experiments.configs.base import get_base_config
 from jaxgen.models.autoencoders import make_autoencoder
 from jaxgen.training import DataParallel, RetraceError, TrainState, with_step_key
 
@@ -16,8 +17,9 @@ def tiny_vae_setup():
     config = ConfigDict({
         "loss": {"reconstruction": "bce", "beta": 1.0, "gaussian_logvar": 0.0,
                  "corruption": "gaussian", "corruption_level": 0.1},
-        "optimizer": {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.999, "grad_clip_norm": 0.0},
     })
+    config.optimizer = get_base_config().optimizer
+    config.optimizer.learning_rate = 1e-2
     model = make_autoencoder(architecture="mlp", image_shape=(8, 8, 1), latent_dim=3,
                              variational=True, hidden=(16,))
     x0 = np.zeros((1, 8, 8, 1), np.float32)
