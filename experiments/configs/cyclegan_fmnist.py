@@ -1,0 +1,54 @@
+"""CycleGAN demo, offline on the CPU: Fashion-MNIST sneakers (X) ↔ ankle boots (Y), 32×32.
+
+Command:
+  python -m experiments.main --config experiments/configs/cyclegan_fmnist.py
+      --workdir runs/cyclegan_fmnist
+Translate:  ... --workdir runs/cyclegan_fmnist --mode=translate --config.translate.direction=x2y
+Two classes of Fashion-MNIST (disjoint sets of images, shuffled independently) are the unpaired
+domains; the networks are the paper's at reduced width and depth. Measured figures: README.
+"""
+
+from experiments.configs import base
+
+
+def get_config():
+    c = base.get_base_config()
+    c.experiment = "cyclegan"
+    c.data.source = "fashion_mnist"  # "fashion_mnist" (demo), "tfds" (cycle_gan/...), "folders"
+    c.data.name = "cycle_gan/monet2photo"  # source="tfds"
+    c.data.root = ""  # source="folders": a root with trainA/ trainB/ testA/ testB/
+    c.data.swap_domains = False  # tfds: X = B (photos); folders: X = A/. True swaps them.
+    c.data.class_x = 7  # source="fashion_mnist": sneakers
+    c.data.class_y = 9  # ankle boots
+    c.data.channels = 1
+    c.data.load_size = 32  # stored side; 286 at 256 (then random 256 crops)
+    c.data.crop_size = 32
+    c.data.flip = True
+
+    c.model = dict(num_blocks=3, generator_features=16, discriminator_features=16,
+                   discriminator_layers=2)
+    c.loss = dict(cycle_weight=10.0,  # λ
+                  identity_weight=0.5,  # × λ; 0 disables the identity loss
+                  pool_size=50)  # history of generated images per domain; 0 disables
+
+    c.optimizer.learning_rate = 2e-4
+    c.optimizer.b1 = 0.5
+    c.optimizer.schedule = "linear_decay"
+    c.optimizer.decay_fraction = 0.5  # constant for the first half, then linearly to 0
+
+    c.train.batch_size = 8
+    c.train.num_steps = 1500
+    c.train.log_every = 50
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 500
+
+    c.eval.batch_size = 100
+    c.eval.max_examples = 500  # per domain and process; 0: the whole test split
+    c.eval.num_images = 8  # rows of (x, G(x), F(G(x))) and (y, F(y), G(F(y)))
+
+    c.translate = dict(direction="x2y",  # "x2y" (G) or "y2x" (F)
+                       input_dir="",  # a folder of images; empty: the source's test split
+                       output_dir="",  # empty: <workdir>/translated_<direction>
+                       batch_size=16)
+    c.lock()
+    return c

@@ -1,0 +1,35 @@
+"""DCGAN on Fashion-MNIST padded to 32×32 (Radford et al. 2016), non-saturating loss.
+
+Command:
+  python -m experiments.main --config experiments/configs/dcgan_fmnist.py
+      --workdir runs/dcgan_fmnist
+Sample:   ... --workdir runs/dcgan_fmnist --mode=sample --config.sampling.num_samples=64
+Budget and measured figures: README.
+"""
+
+from experiments.configs import base
+
+
+def get_config():
+    c = base.get_base_config()
+    c.experiment = "gan"
+    c.data.image_size = 32  # 28×28 zero-padded to 32×32, scaled to [−1, 1] (tanh output)
+
+    c.model = dict(latent_dim=100, generator_features=64, discriminator_features=64)
+    c.loss = dict(kind="non_saturating",  # "minimax", "non_saturating", "least_squares", "hinge"
+                  r1_weight=0.0)  # γ of the R1 penalty (γ/2)·‖∇D(x)‖² on real data; 0: off
+
+    c.optimizer.learning_rate = 2e-4
+    c.optimizer.b1 = 0.5
+
+    c.train.batch_size = 128
+    c.train.num_epochs = 2
+    c.train.d_steps = 1  # discriminator updates per generator update
+    c.train.log_every = 50
+    c.train.eval_every = 200
+    c.train.checkpoint_every = 500
+
+    c.sampling = dict(num_samples=64, batch_size=64, write_png=False)  # --mode=sample
+    c.eval.num_images = 64  # the fixed-z grid written at each evaluation
+    c.lock()
+    return c
