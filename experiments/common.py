@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxgen.data import pipeline, sources, unpaired
+from jaxgen.data import pipeline
 from jaxgen.training import Checkpointer, DataParallel, MetricWriter, fit
 
 
@@ -45,6 +45,8 @@ def global_min_max(lengths: list[int]) -> tuple[int, int]:
 
 def load_shards(data: ml_collections.ConfigDict, split: str, *, seed: int) -> Shards:
     """Load this process's shards of `split` as configured by ``config.data``."""
+    from jaxgen.data import sources  # TFDS: imported where data is read (see benchmarks/)
+
     num_shards = data.num_shards or jax.process_count()
     shard_ids = pipeline.shards_of_process(num_shards, jax.process_index(), jax.process_count())
     arrays = sources.load_image_shards(
@@ -85,18 +87,21 @@ def split_batch(global_batch: int, *, num_shards: int, local_shards: int,
 SCHEDULES = ("constant", "linear_decay")
 
 
-def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int
+                           ) -> float | optax.Schedule:
     """Linear warmup over ``opt.warmup_steps``, then constant (``"constant"``) or constant and
     finally linear to zero over the last ``opt.decay_fraction`` of `num_steps`
     (``"linear_decay"``, CycleGAN's: n epochs constant, then n epochs decaying)."""
     if opt.schedule not in SCHEDULES:
         raise ValueError(f"unknown optimizer.schedule {opt.schedule!r}; choose one of {SCHEDULES}.")
     lr = opt.learning_rate
+    if opt.warmup_steps <= 0 and opt.schedule == "constant":
+        return lr  # a plain number keeps the optimizer state free of a schedule counter
     pieces, boundaries = [], []
     if opt.warmup_steps > 0:
         pieces.append(optax.linear_schedule(0.0, lr, opt.warmup_steps))
         boundaries.append(opt.warmup_steps)
-    if opt.schedule == "constant" or num_steps <= 0:  # num_steps 0: not training
+    if opt.schedule == "constant" or num_steps <= 0:  # 0: not training; same state structure
         pieces.append(optax.constant_schedule(lr))
     else:
         decay_steps = max(1, round(opt.decay_fraction * num_steps))
@@ -278,6 +283,8 @@ def save_samples(workdir: str, name: str, images: np.ndarray, *, write_png: bool
     result["npz"] = os.path.join(out_dir, f"{name}.npz")
     np.savez_compressed(result["npz"], images=pipeline.to_uint8(images))
     if write_png:
+        from jaxgen.data import unpaired
+
         folder = os.path.join(out_dir, name)
         unpaired.save_images(images, folder, [f"{i:06d}" for i in range(len(images))])
         result["png_dir"] = folder

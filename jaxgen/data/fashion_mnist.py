@@ -16,7 +16,8 @@ import os
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist
 
-DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+from jaxgen.data import DEBIAN_DIR
+
 INSTALL_HINT = (
     "Install the files with `apt-get install dataset-fashion-mnist` (as root; the README's "
     "`bash setup.sh` does it), point --config.data.local_dir at a folder holding the four "

@@ -37,10 +37,9 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
-from jaxgen.data import fashion_mnist, pipeline, sources
+from jaxgen.data import DEBIAN_DIR, pipeline
 from jaxgen.data.pipeline import to_signed_unit, to_uint8
 
 SOURCES = ("tfds", "folders", "fashion_mnist")
@@ -197,8 +196,12 @@ def load_tfds_domains(
         dataset is a :class:`fashion_mnist.DatasetNotFoundError` naming ``tfds build``.
       swap_domains: X = A, Y = B instead.
     """
+    import tensorflow_datasets as tfds
+
+    from jaxgen.data import sources
+
     builder = sources.get_tfds_builder(
-        name, data_dir=data_dir, local_dir=fashion_mnist.DEBIAN_DIR, download=download
+        name, data_dir=data_dir, local_dir=DEBIAN_DIR, download=download
     )
     part_a, part_b = _split_parts(split)
     x_part, y_part = (part_a, part_b) if swap_domains else (part_b, part_a)
@@ -293,7 +296,7 @@ def load_fashion_mnist_domains(
     pad_to: int = 32,
     channels: int = 1,
     data_dir: str | None = None,
-    local_dir: str = fashion_mnist.DEBIAN_DIR,
+    local_dir: str = DEBIAN_DIR,
     download: bool = False,
 ) -> Domains:
     """The offline demo: X = Fashion-MNIST class 7 (sneakers), Y = class 9 (ankle boots).
@@ -302,6 +305,8 @@ def load_fashion_mnist_domains(
     prepares Fashion-MNIST from Debian's files) and keeps the two classes of each, so shard
     sizes vary a little with the class counts per shard.
     """
+    from jaxgen.data import sources
+
     shards = sources.load_image_shards(
         source="tfds", name="fashion_mnist", split=split, num_shards=num_shards,
         shard_ids=shard_ids, data_dir=data_dir, local_dir=local_dir, download=download,
@@ -332,7 +337,7 @@ def load_unpaired_shards(
     root: str | None = None,
     class_x: int = 7,
     class_y: int = 9,
-    local_dir: str = fashion_mnist.DEBIAN_DIR,
+    local_dir: str = DEBIAN_DIR,
 ) -> Domains:
     """This process's shards of both domains from `source` (one ``config.data`` section).
 

@@ -9,6 +9,7 @@ randomness and step-indexed data pipeline that is everything needed to resume ex
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -35,16 +36,27 @@ class Checkpointer:
             )
         self.directory = os.path.abspath(directory)
         self.every_steps = every_steps
+        self._remove_unfinished_saves()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, save_interval_steps=every_steps, create=True,
-                cleanup_tmp_directories=True,
+                # Done synchronously above: orbax would start a background thread for it that
+                # can race with other file-system users (e.g. TFDS's mocked file system).
+                cleanup_tmp_directories=False,
                 # Synchronous saves: a save is complete (and renamed into place) when save()
                 # returns, which keeps kill-and-resume semantics simple.
                 enable_async_checkpointing=False,
             ),
         )
+
+    def _remove_unfinished_saves(self) -> None:
+        """Delete the temporary folders of saves a crash interrupted (process 0 only)."""
+        if jax.process_index() != 0 or not os.path.isdir(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            if ".orbax-checkpoint-tmp" in name:
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

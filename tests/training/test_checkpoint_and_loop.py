@@ -103,3 +103,14 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
                 f.write(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
         Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2).restore(toy_state())
+
+
+def test_unfinished_saves_are_removed(tmp_path):
+    """A crash mid-save leaves orbax's temporary folder; the next run deletes it and resumes
+    from the last complete checkpoint."""
+    train(str(tmp_path), num_steps=4)
+    leftover = tmp_path / "ckpt" / "6.orbax-checkpoint-tmp-1234"
+    leftover.mkdir()
+    (leftover / "partial").write_text("x")
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=3)
+    assert not leftover.exists() and ckpt.latest_step() == 4
