@@ -47,8 +47,9 @@ MODELS = {
     "ddpm_cifar10": ("ddpm_cifar10", "diffusion", (128,), {}),
     "ddpm_cifar10_fp32": ("ddpm_cifar10", "diffusion", (128,), {"model.dtype": "float32"}),
     "dcgan_fmnist": ("dcgan_fmnist", "gan", (64, 128), {}),
-    "dcgan_64": ("dcgan_fmnist", "gan", (64, 128),
-                 {"data.image_size": 64, "data.image_shape": (64, 64, 3)}),
+    "dcgan_64": ("dcgan_fmnist", "gan", (64, 128),  # the paper's 64×64 RGB model
+                 {"data.image_size": 64, "data.image_shape": (64, 64, 3),
+                  "model.generator_features": 64, "model.discriminator_features": 64}),
     "cyclegan_fmnist": ("cyclegan_fmnist", "cyclegan", (8,), {}),
     "cyclegan_256": ("cyclegan_monet", "cyclegan", (1, 4), {}),
 }
