@@ -259,15 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Evaluate the latest checkpoint in ``workdir``; write ``eval_summary.json``."""
-    exp = Experiment(config, workdir)
-    try:
-        state = exp.run.checkpointer.restore(exp.initial_state)
-        metrics = exp.evaluate(exp.run.parallel.replicate(state), int(state.step))
-        metrics["step"] = int(state.step)
-        common.write_json(workdir, "eval_summary.json", metrics)
-    finally:
-        exp.run.close()
-    return metrics
+    return common.evaluate_latest(Experiment(config, workdir), workdir)
 
 
 def encode_split(config: ml_collections.ConfigDict, workdir: str, split: str = "test") -> dict:

@@ -237,6 +237,31 @@ def train_and_summarize(
     return summary
 
 
+def train_on_images(config: ml_collections.ConfigDict, workdir: str, make_experiment: Callable,
+                    *, name: str) -> dict:
+    """Train an experiment on ``config.data``'s images, padded to ``data.image_size`` and
+    scaled to [−1, 1]: ``make_experiment(config, run, num_steps)`` builds it."""
+    started = time.perf_counter()
+    run = make_run(config, workdir)
+    loader, steps_per_epoch = image_train_loader(
+        config, run.parallel, pipeline.padded_symmetric(config.data.image_size))
+    exp = make_experiment(config, run, num_train_steps(config, steps_per_epoch))
+    return train_and_summarize(exp, config, workdir, name=name, batch_for_step=loader.batch,
+                               steps_per_epoch=steps_per_epoch, started=started)
+
+
+def evaluate_latest(exp: Experiment, workdir: str) -> dict:
+    """Evaluate the latest checkpoint in ``workdir`` with `exp`; write ``eval_summary.json``."""
+    try:
+        state = exp.run.checkpointer.restore(exp.initial_state)
+        metrics = exp.evaluate(exp.run.parallel.replicate(state), int(state.step))
+        metrics["step"] = int(state.step)
+        write_json(workdir, "eval_summary.json", metrics)
+    finally:
+        exp.run.close()
+    return metrics
+
+
 def write_json(workdir: str, filename: str, payload: dict) -> None:
     """Write `payload` to ``<workdir>/<filename>`` on process 0."""
     if jax.process_index() == 0:

@@ -12,7 +12,6 @@ pixel is resampled) and scaled to [−1, 1]; bits/dim are per dimension of the p
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -236,28 +235,12 @@ class Experiment:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train (resuming from ``workdir`` if it has checkpoints), evaluate, write the summary."""
-    started = time.perf_counter()
-    run = common.make_run(config, workdir)
-    loader, steps_per_epoch = common.image_train_loader(
-        config, run.parallel, pipeline.padded_symmetric(config.data.image_size))
-    exp = Experiment(config, run, common.num_train_steps(config, steps_per_epoch))
-    return common.train_and_summarize(
-        exp, config, workdir, name="diffusion", batch_for_step=loader.batch,
-        steps_per_epoch=steps_per_epoch, started=started,
-    )
+    return common.train_on_images(config, workdir, Experiment, name="diffusion")
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Evaluate the latest checkpoint in ``workdir``; write ``eval_summary.json``."""
-    exp = Experiment(config, common.make_run(config, workdir))
-    try:
-        state = exp.run.checkpointer.restore(exp.initial_state)
-        metrics = exp.evaluate(exp.run.parallel.replicate(state), int(state.step))
-        metrics["step"] = int(state.step)
-        common.write_json(workdir, "eval_summary.json", metrics)
-    finally:
-        exp.run.close()
-    return metrics
+    return common.evaluate_latest(Experiment(config, common.make_run(config, workdir)), workdir)
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:

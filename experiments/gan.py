@@ -10,7 +10,6 @@ computes what one device would.
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +17,6 @@ import ml_collections
 import numpy as np
 
 from experiments import common
-from jaxgen.data import pipeline
 from jaxgen.math import adversarial
 from jaxgen.models.dcgan import Discriminator, Generator
 from jaxgen.training import (
@@ -183,15 +181,7 @@ class Experiment:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train (resuming from ``workdir`` if it has checkpoints), evaluate, write the summary."""
-    started = time.perf_counter()
-    run = common.make_run(config, workdir)
-    loader, steps_per_epoch = common.image_train_loader(
-        config, run.parallel, pipeline.padded_symmetric(config.data.image_size))
-    exp = Experiment(config, run, common.num_train_steps(config, steps_per_epoch))
-    return common.train_and_summarize(
-        exp, config, workdir, name="gan", batch_for_step=loader.batch,
-        steps_per_epoch=steps_per_epoch, started=started,
-    )
+    return common.train_on_images(config, workdir, Experiment, name="gan")
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> dict:
