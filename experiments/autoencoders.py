@@ -190,13 +190,10 @@ class Experiment:
             parallel.compile(make_iwae_body(self.model, config), donate_state=False)
             if self.variational and config.eval.iwae_samples > 0 else None
         )
-        self._test = None
 
-    @property
+    @functools.cached_property
     def test_shards(self) -> common.Shards:
-        if self._test is None:
-            self._test = common.load_shards(self.config.data, "test", seed=self.config.seed)
-        return self._test
+        return common.load_shards(self.config.data, "test", seed=self.config.seed)
 
     def _sum_over(self, step_fn, device_state, global_batch, max_examples, key):
         return common.masked_sums(

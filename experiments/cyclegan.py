@@ -15,6 +15,7 @@ then linearly to zero (``optimizer.schedule="linear_decay"``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -195,13 +196,10 @@ class Experiment:
         }
         self.translate_fn = jax.jit(
             lambda params, images: self.generator.apply({"params": params}, images))
-        self._test = None
 
-    @property
+    @functools.cached_property
     def test(self) -> Domains:
-        if self._test is None:
-            self._test = load_domains(self.config, "test", self.config.data.crop_size)
-        return self._test
+        return load_domains(self.config, "test", self.config.data.crop_size)
 
     def load_eval_data(self) -> None:
         """Read the test split now (before training starts)."""

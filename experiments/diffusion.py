@@ -172,13 +172,10 @@ class Experiment:
             for s in SAMPLERS
         }
         self.preprocess = pipeline.padded_symmetric(config.data.image_size)
-        self._test = None
 
-    @property
+    @functools.cached_property
     def test_shards(self) -> common.Shards:
-        if self._test is None:
-            self._test = common.load_shards(self.config.data, "test", seed=self.config.seed)
-        return self._test
+        return common.load_shards(self.config.data, "test", seed=self.config.seed)
 
     def generate(self, device_state, sampler: str, num_images: int, key: jax.Array
                  ) -> np.ndarray:
