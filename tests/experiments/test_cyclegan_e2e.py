@@ -53,7 +53,8 @@ def test_train_resume_evaluate_translate(source, tmp_path):
         assert any(g.startswith("translation_x") for g in grids)
         assert any(g.startswith("translation_y") for g in grids)
         config = load_config("cyclegan_fmnist", {**overrides, "train.num_steps": 3})
-        assert cyclegan.train_and_evaluate(config, workdir)["step"] == 3
+        if source == "fashion_mnist":  # resuming does not depend on the source
+            assert cyclegan.train_and_evaluate(config, workdir)["step"] == 3
         if source != "folders":
             out = cyclegan.translate(config, workdir)  # the test split of domain X
             assert out["num_images"] > 0

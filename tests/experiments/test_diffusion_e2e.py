@@ -35,17 +35,17 @@ def test_train_resume_evaluate_sample(tmp_path):
         assert any(g.startswith("samples_ddim5") for g in grids)
         assert any(g.startswith("samples_ddpm20") for g in grids)
 
-        config = load_config("ddpm_fmnist", {**DIFFUSION_TINY, "train.num_steps": 4})
-        assert diffusion.train_and_evaluate(config, workdir)["step"] == 4
-        metrics = diffusion.evaluate_checkpoint(config, workdir)
-        assert metrics["step"] == 4 and np.isfinite(metrics["eval/bpd"])
+        # Resume to a larger budget; evaluation only at the end, without sample grids.
+        config = load_config("ddpm_fmnist", {**DIFFUSION_TINY, "train.num_steps": 4,
+                                             "eval.num_images": 0})
+        summary = diffusion.train_and_evaluate(config, workdir)
+        assert summary["step"] == 4 and np.isfinite(summary["eval/bpd"])
 
-    for sampler in ("ddim", "ddpm"):
-        config = load_config("ddpm_fmnist", {**DIFFUSION_TINY, "sampling.sampler": sampler})
-        out = diffusion.sample(config, workdir)
-        images = np.load(out["npz"])["images"]
-        assert images.shape == (5, 32, 32, 1) and images.dtype == np.uint8
-        assert len(os.listdir(out["png_dir"])) == 5
+    config = load_config("ddpm_fmnist", {**DIFFUSION_TINY, "sampling.sampler": "ddpm"})
+    out = diffusion.sample(config, workdir)
+    images = np.load(out["npz"])["images"]
+    assert images.shape == (5, 32, 32, 1) and images.dtype == np.uint8
+    assert len(os.listdir(out["png_dir"])) == 5
 
 
 def test_sampling_does_not_depend_on_the_device_count(tmp_path):

@@ -33,11 +33,12 @@ def test_train_resume_sample(kind, d_steps, r1, tmp_path):
             assert 0 < summary["train/d_real"] < 1 and 0 < summary["train/d_fake"] < 1
         assert any(n.startswith("samples") for n in os.listdir(os.path.join(workdir, "images")))
 
-        resumed = gan.train_and_evaluate(
-            load_config("dcgan_fmnist", {**overrides, "train.num_steps": 5}), workdir)
-        assert resumed["step"] == 5
-        assert Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=2,
-                            keep=3).latest_step() == 5
+        if kind == "non_saturating":  # resume once: it does not depend on the loss
+            resumed = gan.train_and_evaluate(
+                load_config("dcgan_fmnist", {**overrides, "train.num_steps": 5}), workdir)
+            assert resumed["step"] == 5
+            assert Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=2,
+                                keep=3).latest_step() == 5
 
     out = gan.sample(load_config("dcgan_fmnist", overrides), workdir)
     images = np.load(out["npz"])["images"]
