@@ -182,8 +182,9 @@ class Experiment:
         """``num_images`` samples in [−1, 1] (NHWC).
 
         Noise comes in fixed-size global chunks (``sampling.batch_size``); every process draws
-        the same global x_T from `key` and passes its own slice, so the result does not depend
-        on the number of devices or processes.
+        the same global x_T from `key` and passes its own slice, so x_T does not depend on the
+        number of devices or processes, nor does a deterministic sampler's output (DDIM, η = 0;
+        tested). The per-step noise of DDPM and DDIM with η > 0 is drawn per device.
         """
         parallel = self.run.parallel
         chunk = self.config.sampling.batch_size
