@@ -80,6 +80,7 @@ def build_step(name: str, batch_size: int, parallel_mode: str | None) -> dict[st
         variational=config.model.variational,
         hidden=tuple(config.model.hidden),
         channels=tuple(config.model.channels),
+        init=config.model.init,
     )
     keys = split_named(jax.random.key(config.seed), ("init", "train", "eval", "iwae", "images"))
     x0 = jnp.zeros((1, *config.data.image_shape), jnp.float32)

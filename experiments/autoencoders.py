@@ -220,7 +220,7 @@ class Experiment:
                                 cfg.iwae_max_examples, self.iwae_key)
             metrics[f"eval/iwae{cfg.iwae_samples}_nll_nats"] = float(iw["iwae_nll"] / iw["count"])
             metrics["eval/iwae_num_examples"] = float(iw["count"])
-        self.write_images(self.run.parallel.fetch(device_state).params, step)
+        self.write_images(self.run.parallel.fetch(device_state.params), step)
         return metrics
 
     def write_images(self, params, step: int) -> None:

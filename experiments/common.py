@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -288,12 +289,8 @@ def sum_over_batches(step_fn: Callable, device_state: Any, batches, parallel: Da
     total = None
     for i, batch in enumerate(batches):
         out = step_fn(device_state, parallel.shard_batch(batch), jax.random.fold_in(key, i))
-        total = out if total is None else jax.tree.map(_add, total, out)
+        total = out if total is None else jax.tree.map(operator.add, total, out)
     return parallel.fetch(total)
-
-
-def _add(a, b):
-    return a + b
 
 
 def save_samples(workdir: str, name: str, images: np.ndarray, *, write_png: bool) -> dict:

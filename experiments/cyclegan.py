@@ -219,7 +219,7 @@ class Experiment:
             total = common.sum_over_batches(self.cycle_steps[direction], device_state, batches,
                                             parallel, self.eval_key)
             metrics[f"eval/cycle_l1_{domain}"] = float(total["l1"] / total["count"])
-        self.write_grids(parallel.fetch(device_state).generator.params, step)
+        self.write_grids(parallel.fetch(device_state.generator.params), step)
         return metrics
 
     def write_grids(self, params, step: int) -> None:
