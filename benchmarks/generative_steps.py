@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import importlib
 import math
 import os
@@ -101,9 +102,31 @@ def time_calls(fn, args, *, warmup: int, steps: int, repeats: int, carry_state: 
     return times, out
 
 
-def benchmark(name: str, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
+@dataclasses.dataclass
+class Built:
+    """A model's experiment, replicated state, synthetic device batch and compiled step."""
+
+    config: Any
+    module: str
+    experiment: str
+    overrides: dict[str, Any]
+    exp: Any
+    run: Any
+    state: Any
+    batch: Any
+    key: jax.Array
+    lowered: Any
+    compiled: Any
+    build_s: float
+    lower_s: float
+    compile_s: float
+
+
+def build(name: str, batch_size: int, settings: list[str]) -> Built:
+    """Build `name`'s training step exactly as its experiment does, at `batch_size`, with the
+    ``KEY=VALUE`` config overrides in `settings`; lower and compile it, timing each stage."""
     module, experiment, _, overrides = MODELS[name]
-    overrides = {**overrides, **dict(kv.split("=", 1) for kv in args.set)}
+    overrides = {**overrides, **dict(kv.split("=", 1) for kv in settings)}
     config = load_config(module, overrides, batch_size)
     exp_module = importlib.import_module(f"experiments.{experiment}")
     workdir = tempfile.mkdtemp(prefix=f"bench_{name}_")
@@ -111,10 +134,9 @@ def benchmark(name: str, batch_size: int, args: argparse.Namespace) -> dict[str,
     t0 = time.perf_counter()
     exp = exp_module.Experiment(config, run, num_steps=1000)
     build_s = time.perf_counter() - t0
-    parallel = run.parallel
     local = batch_size // jax.process_count()
-    batch = parallel.shard_batch(synthetic_batch(experiment, config, local))
-    state = parallel.replicate(exp.initial_state)
+    batch = run.parallel.shard_batch(synthetic_batch(experiment, config, local))
+    state = run.parallel.replicate(exp.initial_state)
     key = exp.train_key
 
     t0 = time.perf_counter()
@@ -123,7 +145,14 @@ def benchmark(name: str, batch_size: int, args: argparse.Namespace) -> dict[str,
     t0 = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
-    flops_device = cost_flops(lowered)
+    return Built(config, module, experiment, overrides, exp, run, state, batch, key, lowered,
+                 compiled, build_s, lower_s, compile_s)
+
+
+def benchmark(name: str, batch_size: int, args: argparse.Namespace) -> dict[str, Any]:
+    b = build(name, batch_size, args.set)
+    exp, parallel, state, batch, key = b.exp, b.run.parallel, b.state, b.batch, b.key
+    flops_device = cost_flops(b.lowered)
     t0 = time.perf_counter()
     state, metrics = exp.train_step(state, batch, key)
     jax.block_until_ready((state, metrics))
@@ -150,18 +179,18 @@ def benchmark(name: str, batch_size: int, args: argparse.Namespace) -> dict[str,
         "discriminator": exp.initial_state.discriminator.params}
     row = {
         "model": name,
-        "config": module,
-        "overrides": {k: str(v) for k, v in overrides.items()},
-        "dtype": config.model.get("dtype", "float32"),
+        "config": b.module,
+        "overrides": {k: str(v) for k, v in b.overrides.items()},
+        "dtype": b.config.model.get("dtype", "float32"),
         "num_params": sum(int(np.size(p)) for p in jax.tree.leaves(params)),
         "global_batch_size": batch_size,
         "parallel": parallel.mode,
         "num_devices": parallel.num_devices,
         "timed_steps_per_repeat": steps,
         "repeats": args.repeats,
-        "build_s": build_s,
-        "lower_s": lower_s,
-        "compile_s": compile_s,
+        "build_s": b.build_s,
+        "lower_s": b.lower_s,
+        "compile_s": b.compile_s,
         "first_call_s": first_call_s,
         "step_time_s": step_s,
         "images_per_s": batch_size / step_s["median"],
@@ -171,12 +200,12 @@ def benchmark(name: str, batch_size: int, args: argparse.Namespace) -> dict[str,
         "mfu_vs_bf16_peak": None if (achieved is None or not peak) else achieved / peak,
         "peak_memory_bytes": _common.peak_memory()[0],
         "peak_memory_source": _common.peak_memory()[1],
-        "xla_memory_analysis_per_device": memory_analysis(compiled),
+        "xla_memory_analysis_per_device": memory_analysis(b.compiled),
         "final_train_metrics": final,
     }
-    if args.sample and experiment == "diffusion":
+    if args.sample and b.experiment == "diffusion":
         row["sampling"] = benchmark_sampling(exp, state, args)
-    run.close()
+    b.run.close()
     return row
 
 
