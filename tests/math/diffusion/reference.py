@@ -1,10 +1,12 @@
-"""Float64 NumPy references for the diffusion tests, written from the papers' formulas.
+"""Float64 NumPy references for the diffusion tests, written from the papers' formulas, and
+the closed-form optimal noise predictor for Gaussian data (in JAX, for the samplers to call).
 
 Indices are 0-based like jaxgen's (index t is the paper's step t + 1).
 """
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -96,3 +98,16 @@ def ddim_output_moments(tab, timesteps, m, s, eta):
         mean = gain * mean + shift
         var = gain * gain * var + sigma2
     return mean, var
+
+
+def optimal_eps_fn(schedule, m, s):
+    """For x₀ ~ N(m, s²) per dimension, the best noise predictor E[ε | x_t] =
+    σ(x_t − a m)/(a²s² + σ²) with a = √ᾱ_t, σ² = 1 − ᾱ_t; ``eps_fn(x: [B, D], t: [B])``."""
+    m, s = jnp.asarray(m, jnp.float32), jnp.asarray(s, jnp.float32)
+
+    def eps_fn(x, t):
+        a = schedule.sqrt_alphas_cumprod[t][:, None]
+        sigma = schedule.sqrt_one_minus_alphas_cumprod[t][:, None]
+        return sigma * (x - a * m) / (a * a * s * s + sigma * sigma)
+
+    return eps_fn

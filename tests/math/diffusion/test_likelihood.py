@@ -250,14 +250,7 @@ def test_bits_per_dim_is_exact_when_the_terms_do_not_depend_on_the_noise(num_tim
 
 
 def _optimal_eps_fn(schedule):
-    m, s = jnp.asarray(M, jnp.float32), jnp.asarray(S, jnp.float32)
-
-    def eps_fn(x, t):
-        a = schedule.sqrt_alphas_cumprod[t][:, None]
-        sigma = schedule.sqrt_one_minus_alphas_cumprod[t][:, None]
-        return sigma * (x - a * m) / (a * a * s * s + sigma * sigma)
-
-    return eps_fn
+    return reference.optimal_eps_fn(schedule, M, S)
 
 
 def test_clear_errors_for_data_outside_the_unit_interval():

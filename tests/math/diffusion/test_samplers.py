@@ -18,16 +18,9 @@ S = np.array([0.5, 0.8])
 N = 20_000  # samples per sampler run
 
 
-def optimal_eps_fn(schedule, m=M, s=S):
-    """E[ε | x_t] = σ(x_t − a m)/(a²s² + σ²) with a = √ᾱ_t, σ² = 1 − ᾱ_t: the best predictor."""
-    m, s = jnp.asarray(m, jnp.float32), jnp.asarray(s, jnp.float32)
-
-    def eps_fn(x, t):
-        a = schedule.sqrt_alphas_cumprod[t][:, None]
-        sigma = schedule.sqrt_one_minus_alphas_cumprod[t][:, None]
-        return sigma * (x - a * m) / (a * a * s * s + sigma * sigma)
-
-    return eps_fn
+def optimal_eps_fn(schedule):
+    """The best noise predictor for this file's data N(M, S²)."""
+    return reference.optimal_eps_fn(schedule, M, S)
 
 
 def x_start(seed=0, n=N):
