@@ -7,6 +7,8 @@ pipelines); inside `jit` they are skipped rather than forcing a host sync.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,3 +67,32 @@ def check_range(name: str, x, low: float, high: float, hint: str = "") -> None:
         raise ValueError(
             f"{name} must lie in [{low}, {high}], got values in [{lo}, {hi}]. {hint}".rstrip()
         )
+
+
+class ConfigError(ValueError):
+    """A setting has a value outside what it allows; the message names the setting, the value
+    and the allowed range or choices."""
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise ConfigError unless `value` is one of `choices`."""
+    if value not in tuple(choices):
+        raise ConfigError(f"{name}={value!r} is not allowed; choose one of "
+                          f"{', '.join(repr(c) for c in choices)}.")
+
+
+def check_number(name: str, value, *, low=None, high=None, low_open: bool = False,
+                 high_open: bool = False, integer: bool = False) -> None:
+    """Raise ConfigError unless `value` is a finite number in the interval given by `low` and
+    `high` (closed ends unless ``low_open`` / ``high_open``), and an integer if ``integer``."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ConfigError(f"{name}={value!r} must be {kind}.")
+    lo = "" if low is None else f"{'(' if low_open else '['}{low}"
+    hi = "" if high is None else f"{high}{')' if high_open else ']'}"
+    allowed = (f"in {lo or '(-inf'}, {hi or 'inf)'}")
+    bad = not math.isfinite(value)
+    bad |= low is not None and (value <= low if low_open else value < low)
+    bad |= high is not None and (value >= high if high_open else value > high)
+    if bad:
+        raise ConfigError(f"{name}={value!r} is out of range; it must be {kind} {allowed}.")

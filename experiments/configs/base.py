@@ -6,7 +6,7 @@ from ml_collections import config_dict
 
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.experiment = ""  # the trainer: "autoencoder" (AE, VAE), "diffusion", "gan", "cyclegan"
+    c.family = ""  # jaxgen.families.names(): "autoencoder", "diffusion", "gan", "cyclegan"
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
@@ -16,8 +16,6 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.local_dir = "/usr/share/datasets/fashion-mnist"  # Debian's IDX files
     c.data.download = False  # allow TFDS's standard download (needs internet)
     c.data.num_shards = 0  # 0: one shard per process
-    c.data.synthetic_examples = 512  # per split, source="synthetic" only
-    c.data.image_shape = (28, 28, 1)
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 1e-3
@@ -42,6 +40,26 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 500  # global
-    c.eval.max_examples = 0  # per process; 0: the whole test split
+    c.eval.max_examples = 0  # global, per eval pass and domain; 0: the whole test split
     c.eval.num_images = 64  # samples / reconstructions in the PNG grids
     return c
+
+
+def get_image_config() -> ml_collections.ConfigDict:
+    """The base config with the data settings of single-domain image datasets."""
+    c = get_base_config()
+    c.data.synthetic_examples = 512  # per split, source="synthetic" only
+    c.data.image_shape = (28, 28, 1)  # as stored
+    c.data.image_size = 0  # zero-pad to image_size² (0: as stored)
+    return c
+
+
+def make_tiny(c: ml_collections.ConfigDict) -> None:
+    """Shrink an (unlocked) config to a few steps on synthetic data (for tests)."""
+    c.data.source = "synthetic"
+    c.data.synthetic_examples = 48
+    if "image_shape" in c.data:
+        c.data.image_shape = (16, 16, 1)
+    c.train.update(dict(num_steps=3, batch_size=8, log_every=1, checkpoint_every=2,
+                        eval_every=0, progress=False))
+    c.eval.update(dict(batch_size=8, max_examples=16, num_images=4))

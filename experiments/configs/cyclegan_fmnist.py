@@ -13,8 +13,10 @@ from experiments.configs import base
 
 def get_config():
     c = base.get_base_config()
-    c.experiment = "cyclegan"
-    c.data.source = "fashion_mnist"  # "fashion_mnist" (demo), "tfds" (cycle_gan/...), "folders"
+    c.family = "cyclegan"
+    # "fashion_mnist" (demo), "tfds" (cycle_gan/...), "folders", "synthetic" (toy blobs)
+    c.data.source = "fashion_mnist"
+    c.data.synthetic_examples = 64  # source="synthetic": per domain and split
     c.data.name = "cycle_gan/monet2photo"  # source="tfds"
     c.data.root = ""  # source="folders": a root with trainA/ trainB/ testA/ testB/
     c.data.swap_domains = False  # tfds: X = B (photos); folders: X = A/. True swaps them.
@@ -43,12 +45,13 @@ def get_config():
     c.train.checkpoint_every = 500
 
     c.eval.batch_size = 100
-    c.eval.max_examples = 500  # per domain and process; 0: the whole test split
+    c.eval.max_examples = 500  # global, per domain; 0: the whole test split
     c.eval.num_images = 8  # rows of (x, G(x), F(G(x))) and (y, F(y), G(F(y)))
 
     c.translate = dict(direction="x2y",  # "x2y" (G) or "y2x" (F)
                        input_dir="",  # a folder of images; empty: the source's test split
                        output_dir="",  # empty: <workdir>/translated_<direction>
-                       batch_size=16)
+                       batch_size=16,
+                       overwrite=False)  # True: write into a non-empty output_dir
     c.lock()
     return c

@@ -11,21 +11,21 @@ from experiments.configs import base
 
 
 def get_config():
-    c = base.get_base_config()
-    c.experiment = "gan"
+    c = base.get_image_config()
+    c.family = "gan"
     c.data.image_size = 32  # 28×28 zero-padded to 32×32, scaled to [−1, 1] (tanh output)
 
     # Half the paper's widths (64) so that the default run trains on a 2-core CPU in minutes.
     c.model = dict(latent_dim=100, generator_features=32, discriminator_features=32)
     c.loss = dict(kind="non_saturating",  # "minimax", "non_saturating", "least_squares", "hinge"
-                  r1_weight=0.0)  # γ of the R1 penalty (γ/2)·‖∇D(x)‖² on real data; 0: off
+                  r1_weight=0.0,  # γ of the R1 penalty (γ/2)·‖∇D(x)‖² on real data; 0: off
+                  d_steps=1)  # discriminator updates per generator update
 
     c.optimizer.learning_rate = 2e-4
     c.optimizer.b1 = 0.5
 
     c.train.batch_size = 64
     c.train.num_steps = 2000  # ≈ 2.1 epochs
-    c.train.d_steps = 1  # discriminator updates per generator update
     c.train.log_every = 50
     c.train.eval_every = 200
     c.train.checkpoint_every = 500

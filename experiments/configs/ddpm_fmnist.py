@@ -11,8 +11,8 @@ from experiments.configs import base
 
 
 def get_config():
-    c = base.get_base_config()
-    c.experiment = "diffusion"
+    c = base.get_image_config()
+    c.family = "diffusion"
     c.data.image_size = 32  # 28×28 zero-padded to 32×32, scaled to [−1, 1]
     c.data.random_flip = False  # Fashion-MNIST items have a handedness (shoes point left)
 
@@ -42,7 +42,7 @@ def get_config():
         write_png=False,  # --mode=sample: also one PNG per image
     )
     c.eval.batch_size = 100
-    c.eval.bpd_max_examples = 200  # test subset for bits/dim, per process (0: skip)
+    c.eval.bpd_max_examples = 200  # test subset for bits/dim, global (0: the whole split)
     c.eval.bpd_timesteps = 50  # Monte Carlo over t (unbiased); 0: all T terms (exact sum)
     c.eval.num_images = 16  # per sampler, in the grids
     c.lock()

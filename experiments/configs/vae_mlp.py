@@ -8,14 +8,14 @@ from experiments.configs import base
 
 
 def get_config():
-    c = base.get_base_config()
-    c.experiment = "autoencoder"
+    c = base.get_image_config()
+    c.family = "autoencoder"
     c.model = dict(variational=True, architecture="mlp", latent_dim=20, hidden=(400,),
                    channels=(32, 64), init="torch")  # PyTorch nn.Linear init, as the reference
     c.loss = dict(reconstruction="bce", beta=1.0, gaussian_logvar=-4.6, corruption="none",
                   corruption_level=0.0)
     c.eval.iwae_samples = 100
-    c.eval.iwae_max_examples = 10000  # per process
+    c.eval.iwae_max_examples = 10000  # global; 0: the whole test split
     c.eval.iwae_batch_size = 100  # global
     c.lock()
     return c

@@ -2,12 +2,12 @@
 
 from jaxgen.training.checkpoint import Checkpointer, CheckpointError
 from jaxgen.training.history_pool import HistoryPool
-from jaxgen.training.keys import AXIS, per_example_keys, split_named, step_key
+from jaxgen.training.keys import AXIS, device_key, per_example_keys, split_named, step_key
 from jaxgen.training.loop import NonFiniteLossError, fit
 from jaxgen.training.metrics import MetricWriter, image_grid
 from jaxgen.training.parallel import MODES, DataParallel, RetraceError, with_step_key
 from jaxgen.training.state import TrainState, TwoPlayerState
-from jaxgen.training.step import gradient_update
+from jaxgen.training.step import LossOutput, gradient_update
 
 __all__ = [
     "AXIS",
@@ -16,11 +16,13 @@ __all__ = [
     "Checkpointer",
     "DataParallel",
     "HistoryPool",
+    "LossOutput",
     "MetricWriter",
     "NonFiniteLossError",
     "RetraceError",
     "TrainState",
     "TwoPlayerState",
+    "device_key",
     "fit",
     "gradient_update",
     "image_grid",

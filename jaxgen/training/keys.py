@@ -37,3 +37,10 @@ def per_example_keys(key: jax.Array, local_batch_size: int, axis_name: str = AXI
     first = jax.lax.axis_index(axis_name) * local_batch_size
     indices = first + jnp.arange(local_batch_size)
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
+
+
+def device_key(key: jax.Array, axis_name: str = AXIS) -> jax.Array:
+    """A key distinct on each device, for draws whose shape is per device (e.g. dropout masks
+    of a device's whole shard). Unlike :func:`per_example_keys`, what it draws depends on the
+    number of devices. Must be called inside a function mapped over `axis_name`."""
+    return jax.random.fold_in(key, jax.lax.axis_index(axis_name))

@@ -12,33 +12,45 @@ from flax.training import train_state
 
 
 class TrainState(train_state.TrainState):
-    """Step, parameters and optimizer state, plus optional batch statistics and EMA parameters.
+    """Step, parameters and optimizer state, plus the model's mutable state and an EMA.
 
     Attributes:
       step: number of updates applied so far (int32 scalar).
       params: the model parameters.
       opt_state: the optax optimizer state.
-      batch_stats: BatchNorm running statistics, or None for models without them.
+      model_state: the model's mutable collections other than ``params`` (e.g.
+        ``{"batch_stats": ...}`` for BatchNorm), an empty dict for models without them.
       ema_params: exponential moving average of ``params``, or None when disabled.
       ema_decay: the EMA decay (static; ignored when ``ema_params`` is None).
     """
 
-    batch_stats: Any = None
+    model_state: Any = struct.field(default_factory=dict)
     ema_params: Any = None
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
 
     @classmethod
     def create(cls, *, apply_fn, params, tx: optax.GradientTransformation, ema_decay: float = 0.0,
-               batch_stats: Any = None, **kwargs) -> TrainState:
+               model_state: Any = None, **kwargs) -> TrainState:
         """Create a state at step 0; keeps an EMA copy of the params when ``ema_decay`` > 0."""
         ema_params = jax.tree.map(lambda p: p, params) if ema_decay > 0 else None
         return super().create(
             apply_fn=apply_fn, params=params, tx=tx, ema_params=ema_params, ema_decay=ema_decay,
-            batch_stats=batch_stats, **kwargs,
+            model_state=dict(model_state or {}), **kwargs,
         )
 
+    @property
+    def variables(self) -> dict[str, Any]:
+        """``{"params": params, **model_state}``, the variables ``apply_fn`` takes."""
+        return {"params": self.params, **self.model_state}
+
+    @property
+    def eval_params(self) -> Any:
+        """The parameters to evaluate and sample with: the EMA when kept, else ``params``."""
+        return self.ema_params if self.ema_params is not None else self.params
+
     def apply_gradients(self, *, grads, **kwargs) -> TrainState:
-        """Apply one optimizer update, and update the EMA parameters if present."""
+        """Apply one optimizer update, and update the EMA parameters if present:
+        ``ema ← decay · ema + (1 − decay) · params`` with the updated params."""
         new = super().apply_gradients(grads=grads, **kwargs)
         if self.ema_params is None:
             return new
@@ -49,7 +61,7 @@ class TrainState(train_state.TrainState):
 class TwoPlayerState(struct.PyTreeNode):
     """The state of a two-player game (GANs, CycleGAN): one :class:`TrainState` per player.
 
-    Each player has its own parameters, optimizer and (optional) batch statistics and EMA; a
+    Each player has its own parameters, optimizer and (optional) model state and EMA; a
     player may hold several networks (CycleGAN's ``generator`` holds G and F, updated by one
     optimizer as in the paper's reference code).
 

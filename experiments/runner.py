@@ -1,0 +1,258 @@
+"""One driver for every family and mode: train, evaluate, sample, encode, translate.
+
+Nothing here is specific to a family: the family object (``jaxgen.families``) provides the
+state and the per-device bodies, the data object (``jaxgen.data.datasets``) the batches, and
+this module compiles the bodies for all devices, runs the loop, checkpoints, evaluates and
+writes files. Keys: one root key per run (``seed``), split into one key per purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from experiments.settings import RunSettings, as_dict
+from jaxgen import families
+from jaxgen.data import image_io
+from jaxgen.data.datasets import KINDS
+from jaxgen.families.base import gather, to_unit
+from jaxgen.training import Checkpointer, DataParallel, MetricWriter, fit, split_named
+from jaxgen.training.collect import map_in_chunks, masked_sums, sum_over_batches
+from jaxgen.training.optim import make_optimizer
+from jaxgen.training.parallel import with_step_key
+from jaxgen.validation import ConfigError
+
+MODES = ("train", "evaluate", "sample", "encode", "translate")
+KEY_PURPOSES = ("init", "train", "eval", "sample_inputs", "sample_noise", "preview")
+
+
+class Runner:
+    """A family, its data and a workdir, with everything compiled lazily and once."""
+
+    def __init__(self, settings: RunSettings, family_config: Any, workdir: str):
+        self.settings = settings
+        self.workdir = workdir
+        family_cls = families.get(settings.family)
+        data_cls = KINDS[family_cls.data_kind][1]
+        self.data = data_cls(settings.data, input_range=family_cls.input_range,
+                             seed=settings.seed)
+        self.family = family_cls(family_config, image_shape=self.data.image_shape)
+        self.parallel = DataParallel(settings.train.parallel)
+        self.keys = split_named(jax.random.key(settings.seed), KEY_PURPOSES)
+        os.makedirs(workdir, exist_ok=True)
+        self.writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+        t = settings.train
+        self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
+                                         every_steps=t.checkpoint_every, keep=t.keep_checkpoints)
+        self._compiled: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self.checkpointer.close()
+        self.writer.close()
+
+    # --- building blocks ---------------------------------------------------------------
+
+    def compiled(self, name: str, body, *, donate: bool = False):
+        if name not in self._compiled:
+            self._compiled[name] = self.parallel.compile(body, donate_state=donate)
+        return self._compiled[name]
+
+    def initial_state(self, num_steps: int = 0):
+        """The family's initial state, its optimizer built for a run of `num_steps`."""
+        o = self.settings.optimizer
+        return self.family.init(self.keys["init"], make_optimizer(o, num_steps),
+                                ema_decay=o.ema_decay)
+
+    def restore(self):
+        """The latest checkpoint, on the devices, and its step."""
+        state = self.checkpointer.restore(self.initial_state())
+        return self.parallel.replicate(state), int(jax.device_get(state.step))
+
+    def evaluate(self, device_state, step: int) -> dict[str, float]:
+        """Every eval pass's means (``eval/*``) and example counts, plus the image grids."""
+        e, metrics = self.settings.eval, {}
+        for i, (name, p) in enumerate(sorted(self.family.eval_passes().items())):
+            batches, _ = self.data.eval_batches(
+                p.domain, global_batch=p.batch_size or e.batch_size,
+                max_examples=p.max_examples or e.max_examples,
+                num_local_devices=self.parallel.num_local_devices, what=f"eval batch ({name})")
+            total = sum_over_batches(self.compiled(f"eval_{name}", masked_sums(p.body)),
+                                     device_state, batches, self.parallel,
+                                     jax.random.fold_in(self.keys["eval"], i))
+            count = float(total.pop("count"))
+            metrics.update({f"eval/{k}": float(v) / count for k, v in total.items()})
+            metrics[f"eval/{name}_num_examples"] = count
+        self.write_grids(device_state, step)
+        return metrics
+
+    def generate(self, device_state, sampler: str, num: int, key) -> np.ndarray:
+        """`num` images in the family's input range; the noise of image i depends only on
+        `key`, i and ``sampling.batch_size``, not on the device or process count."""
+        chunk = self.family.config.sampling.batch_size
+        keys = split_named(key, ("inputs", "noise"))
+        inputs = [self.family.sample_inputs(jax.random.fold_in(keys["inputs"], i), chunk)
+                  for i in range(-(-num // chunk))]
+        inputs = jax.tree.map(lambda *xs: np.concatenate(xs)[:num], *inputs)
+        step = self.compiled(f"sample_{sampler}", self.family.sample_body(sampler))
+        return map_in_chunks(step, device_state, inputs, chunk=chunk, parallel=self.parallel,
+                             key=keys["noise"])
+
+    def write_grids(self, device_state, step: int) -> None:
+        n = self.settings.eval.num_images
+        if n == 0:
+            return
+        rng = self.family.input_range
+        for sampler in self.family.samplers:  # the same noise for every sampler
+            images = self.generate(device_state, sampler, n, self.keys["preview"])
+            self.writer.write_grid(step, f"samples_{sampler}", to_unit(images, rng))
+        for name, p in self.family.previews().items():
+            x = self.data.examples(p.domain, n)
+            chunk = self.parallel.num_devices * -(-len(x) // self.parallel.num_devices)
+            rows = map_in_chunks(self.compiled(f"preview_{name}", p.body), device_state,
+                                 {"image": x}, chunk=chunk, parallel=self.parallel,
+                                 key=self.keys["preview"])
+            k = rows.shape[1]
+            self.writer.write_grid(step, name, to_unit(rows.reshape(-1, *rows.shape[2:]), rng),
+                                   columns=k * max(1, 8 // k))
+
+    # --- modes ---------------------------------------------------------------------------
+
+    def train(self) -> dict:
+        started = time.perf_counter()
+        t = self.settings.train
+        loader = self.data.train_loader(t.batch_size, self.parallel.num_local_devices)
+        num_steps = t.num_steps or t.num_epochs * loader.steps_per_epoch
+        for p in self.family.eval_passes().values():  # read the test split before training
+            self.data.split("test")[p.domain]
+        step = self.compiled("train", with_step_key(self.family.train_body), donate=True)
+        state, train_metrics, final = fit(
+            state=self.initial_state(num_steps), train_step=step, batch_for_step=loader.batch,
+            parallel=self.parallel, train_key=self.keys["train"], num_steps=num_steps,
+            checkpointer=self.checkpointer, writer=self.writer, log_every=t.log_every,
+            eval_every=t.eval_every, evaluate=self.evaluate, progress=t.progress)
+        summary = {
+            "family": self.settings.family, "workdir": os.path.abspath(self.workdir),
+            "step": int(state.step), "steps_per_epoch": loader.steps_per_epoch,
+            "wall_time_s": time.perf_counter() - started,
+            "devices": self.parallel.num_devices, "processes": jax.process_count(),
+            **train_metrics, **final,
+            "config": as_dict(self.settings, self.family.config),
+        }
+        self.writer.write_summary(summary)
+        return summary
+
+    def evaluate_latest(self) -> dict:
+        device_state, step = self.restore()
+        metrics = {**self.evaluate(device_state, step), "step": step}
+        self.write_json("eval_summary.json", metrics)
+        return metrics
+
+    def sample(self) -> dict:
+        s = self.family.config.sampling
+        sampler = s.sampler or self.family.samplers[0]
+        device_state, step = self.restore()
+        images = self.generate(device_state, sampler, s.num_samples,
+                               jax.random.fold_in(self.keys["sample_inputs"], step))
+        images = to_unit(images, self.family.input_range)
+        name = f"{sampler}_step{step}"
+        out = {"step": step, "num_samples": len(images)}
+        folder = os.path.join(self.workdir, "samples")
+        out["npz"] = os.path.join(folder, f"{name}.npz")
+        if s.write_png:
+            out["png_dir"] = os.path.join(folder, name)
+        if jax.process_index() == 0:
+            os.makedirs(folder, exist_ok=True)
+            np.savez_compressed(out["npz"], images=image_io.to_uint8(images))
+            if s.write_png:
+                paths = image_io.output_names([f"{i:06d}" for i in range(len(images))],
+                                              out["png_dir"], overwrite=True)
+                image_io.write_images(images, paths)
+        return out
+
+    def encode(self, split: str = "test") -> dict:
+        """The codes of every example of `split` (with labels) in ``codes_<split>.npz``."""
+        device_state, step = self.restore()
+        body = self.family.encode_body
+
+        def encode_step(state, batch, key):
+            extra = {k: gather(batch[k]) for k in ("mask", "label") if k in batch}
+            return {**body(state, batch, key), **extra}
+
+        batches, _ = self.data.eval_batches(
+            "image", split=split, global_batch=self.settings.eval.batch_size, max_examples=0,
+            num_local_devices=self.parallel.num_local_devices, what="eval.batch_size")
+        parts = []
+        for batch in batches:
+            out = self.parallel.fetch(self.compiled("encode", encode_step)(
+                device_state, self.parallel.shard_batch(batch), self.keys["eval"]))
+            keep = np.asarray(out.pop("mask")) > 0
+            parts.append({k: np.asarray(v)[keep] for k, v in out.items()})
+        codes = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        path = os.path.join(self.workdir, f"codes_{split}.npz")
+        if jax.process_index() == 0:
+            np.savez(path, **codes)
+        return {"codes": path, "step": step, "num_examples": len(codes[next(iter(codes))])}
+
+    def translate(self) -> dict:
+        """Translate a folder (or the source domain's test split) with the latest checkpoint:
+        one PNG per input, named after it, in a new or empty folder."""
+        t = self.family.config.translate
+        out_dir = os.path.abspath(t.output_dir or os.path.join(
+            self.workdir, f"translated_{t.direction}"))
+        if t.input_dir:
+            if os.path.abspath(t.input_dir) == out_dir:
+                raise ConfigError(f"translate.output_dir={out_dir} is the input folder; "
+                                  "choose another folder (inputs are never overwritten).")
+            size = self.data.image_shape
+            images, names = image_io.load_image_folder(t.input_dir, size=size[0],
+                                                       channels=size[-1])
+            images = self.data.preprocess(images)
+        else:
+            domain = t.direction[0]
+            images = np.concatenate([s["image"] for s in self.data.split("test")[domain]])
+            names = [f"{domain}_{i:06d}" for i in range(len(images))]
+            images = self.data.preprocess(images)
+        outputs = image_io.output_names(names, out_dir, overwrite=t.overwrite)
+        device_state, step = self.restore()
+        chunk = self.parallel.num_devices * -(-t.batch_size // self.parallel.num_devices)
+        translated = map_in_chunks(
+            self.compiled(f"translate_{t.direction}", self.family.translate_body(t.direction)),
+            device_state, {"image": images}, chunk=chunk, parallel=self.parallel,
+            key=self.keys["eval"])
+        if jax.process_index() == 0:
+            image_io.write_images(to_unit(translated, self.family.input_range), outputs)
+        return {"output_dir": out_dir, "num_images": len(outputs), "step": step}
+
+    def write_json(self, filename: str, payload: dict) -> None:
+        if jax.process_index() == 0:
+            with open(os.path.join(self.workdir, filename), "w") as f:
+                json.dump(payload, f, indent=2, sort_keys=True)
+
+
+def supported_modes(family) -> list[str]:
+    """The modes a family supports."""
+    return [m for m, ok in (("train", True), ("evaluate", True),
+                            ("sample", bool(family.samplers)),
+                            ("encode", family.encode_body is not None),
+                            ("translate", bool(family.directions))) if ok]
+
+
+def run(settings: RunSettings, family_config, workdir: str, mode: str = "train") -> dict:
+    """Run `mode` on `workdir`; the returned dict is what the mode reports."""
+    runner = Runner(settings, family_config, workdir)
+    try:
+        if mode not in supported_modes(runner.family):
+            raise ConfigError(f"--mode={mode} is not available for the {settings.family} "
+                              f"family; it supports {', '.join(supported_modes(runner.family))}.")
+        logging.info("%s: %s on %d device(s)", settings.family, mode, runner.parallel.num_devices)
+        return {"train": runner.train, "evaluate": runner.evaluate_latest,
+                "sample": runner.sample, "encode": runner.encode,
+                "translate": runner.translate}[mode]()
+    finally:
+        runner.close()

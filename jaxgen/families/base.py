@@ -1,0 +1,190 @@
+"""The family contract: what a model family gives the runner, and what it gets for free.
+
+A family (autoencoders, diffusion, GANs, CycleGAN, ...) is one object built from its typed,
+frozen config (a dataclass, validated when it is built) and the shape of its input images.
+It owns its models, its initial state and the *per-device bodies* of everything that runs on
+the devices; the runner (``experiments/runner.py``) owns what is the same for every family:
+data, sharding, the loop, checkpoints, metrics, files and modes. Every body has the signature
+``body(state, batch, key)`` and runs inside ``DataParallel.compile`` over the ``"data"`` axis,
+on this device's shard of a global batch.
+
+=================  =============================================================  ==========
+member             meaning                                                        needed
+=================  =============================================================  ==========
+``name``           registry name (``jaxgen.families.get(name)``)                 yes
+``Config``         the frozen config dataclass                                    yes
+``data_kind``      ``"images"`` (batches ``{"image"}``) or ``"unpaired"``         yes
+                   (``{"x", "y"}``, two domains)
+``input_range``    ``"unit"`` ([0, 1]) or ``"symmetric"`` ([−1, 1]): the range    yes
+                   of the images the bodies take and return
+``init``           ``(key, tx, ema_decay=) -> state``: the initial host state;    yes
+                   every player optimises with ``tx`` (built by the runner from
+                   the step count)
+``train_body``     ``(state, batch, key) -> (state, metrics)``; gradients and     yes
+                   metrics ``pmean``-ed (:func:`jaxgen.training.gradient_update`)
+``eval_passes``    ``{name: EvalPass}``: per-example values on the test split;    yes
+                   the runner reports their means as ``eval/<value name>``
+``previews``       ``{name: Preview}``: test images and what the model makes of   no
+                   them, written as image grids at every evaluation
+``samplers``       names of the ways to generate (empty: no ``generate``)         no
+``sample_inputs``  ``(key, n) -> {name: [n, ...]}``: the global noise of ``n``    with
+                   samples, independent of the device count                       samplers
+``sample_body``    ``(sampler) -> body`` mapping ``sample_inputs`` to images      with
+                                                                                  samplers
+``encode_body``    body returning per-example codes ``{name: [b, ...]}``, or None no
+``directions``     translation directions (empty: no ``translate``)               no
+``translate_body`` ``(direction) -> body`` mapping ``{"image"}`` to images        with
+                                                                                  directions
+=================  =============================================================  ==========
+
+Outputs of bodies that return images are *global*: they ``all_gather`` over the data axis.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgen.training.keys import AXIS
+from jaxgen.validation import check_number
+
+Body = Callable[[Any, Any, jax.Array], Any]
+Metrics = dict[str, jax.Array]
+DATA_KINDS = ("images", "unpaired")
+INPUT_RANGES = ("unit", "symmetric")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalPass:
+    """One pass over the test split.
+
+    Attributes:
+      body: ``(state, batch, key) -> {name: [b]}``, per-example values on this device's
+        shard; names carry their unit (``neg_elbo_nats``, ``bpd``). The runner masks the
+        padding, sums over devices and examples, and reports the mean of each.
+      metrics: the names the body returns (its documentation; the contract tests check it).
+      domain: the input: ``"image"`` for single-domain data, ``"x"`` or ``"y"`` for a domain
+        of unpaired data (the batch is ``{"image": ...}`` either way).
+      max_examples: examples used (0: the run's ``eval.max_examples``).
+      batch_size: global batch (0: the run's ``eval.batch_size``).
+    """
+
+    body: Body
+    metrics: tuple[str, ...]
+    domain: str = "image"
+    max_examples: int = 0
+    batch_size: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    """A grid of test images and what the model makes of them.
+
+    Attributes:
+      body: ``(state, {"image": [b, H, W, C]}, key) -> [B, k, H', W', C']`` (all-gathered):
+        ``k`` images per test image, in the family's input range, shown side by side.
+      domain: ``"image"``, or ``"x"`` / ``"y"`` for unpaired data.
+    """
+
+    body: Body
+    domain: str = "image"
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """``--mode=sample`` and the sample grids of a family that generates."""
+
+    sampler: str = ""  # "": the family's first sampler
+    num_samples: int = 64  # --mode=sample
+    batch_size: int = 64  # global samples per compiled call (fixes the noise per sample)
+    write_png: bool = False  # --mode=sample: also one PNG per image
+
+    def __post_init__(self):
+        check_number("sampling.num_samples", self.num_samples, low=1, integer=True)
+        check_number("sampling.batch_size", self.batch_size, low=1, integer=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslateConfig:
+    """``--mode=translate`` of a family that translates."""
+
+    direction: str = "x2y"
+    input_dir: str = ""  # a folder of images; empty: the source domain's test split
+    output_dir: str = ""  # empty: <workdir>/translated_<direction>; must be new or empty
+    batch_size: int = 16
+    overwrite: bool = False  # True: write into a non-empty output_dir (never the input's)
+
+    def __post_init__(self):
+        check_number("translate.batch_size", self.batch_size, low=1, integer=True)
+
+
+class Family(abc.ABC):
+    """Base class of the families; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    data_kind: ClassVar[str] = "images"
+    input_range: ClassVar[str] = "symmetric"
+    samplers: ClassVar[tuple[str, ...]] = ()
+    directions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any, *, image_shape: tuple[int, int, int]):
+        if not isinstance(config, self.Config):
+            raise TypeError(f"the {self.name} family takes a {self.Config.__name__}, got "
+                            f"{type(config).__name__}.")
+        self.config = config
+        self.image_shape = tuple(image_shape)
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array, tx: optax.GradientTransformation, *,
+             ema_decay: float = 0.0) -> Any:
+        """The initial state on the host; the player that evaluates and samples keeps an EMA
+        of its parameters when ``ema_decay`` > 0."""
+
+    @abc.abstractmethod
+    def train_body(self, state: Any, batch: Mapping[str, jax.Array], key: jax.Array
+                   ) -> tuple[Any, Metrics]:
+        """One training step on this device's shard."""
+
+    @abc.abstractmethod
+    def eval_passes(self) -> dict[str, EvalPass]:
+        """The test-set passes, by name."""
+
+    def previews(self) -> dict[str, Preview]:
+        return {}
+
+    def sample_inputs(self, key: jax.Array, num: int) -> dict[str, jax.Array]:
+        raise NotImplementedError(f"the {self.name} family does not generate.")
+
+    def sample_body(self, sampler: str) -> Body:
+        raise NotImplementedError(f"the {self.name} family does not generate.")
+
+    encode_body: Body | None = None
+
+    def translate_body(self, direction: str) -> Body:
+        raise NotImplementedError(f"the {self.name} family does not translate.")
+
+
+def gather(x: jax.Array) -> jax.Array:
+    """This device's ``[b, ...]`` → the global ``[B, ...]`` (in device order)."""
+    return jax.lax.all_gather(x, AXIS, tiled=True)
+
+
+def to_unit(images: jax.Array, input_range: str) -> jax.Array:
+    """Images in `input_range` → [0, 1] (for grids and files)."""
+    return images if input_range == "unit" else (images + 1.0) / 2.0
+
+
+def image_axes(x: jax.Array) -> tuple[int, int, int]:
+    """The pixel axes of ``[..., H, W, C]``."""
+    return (x.ndim - 3, x.ndim - 2, x.ndim - 1)
+
+
+def mean_over_pixels(x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=image_axes(x))

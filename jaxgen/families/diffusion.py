@@ -1,0 +1,213 @@
+"""Denoising diffusion (DDPM training, DDPM and DDIM sampling, bits/dim) as a family.
+
+Training minimises L_simple = E‖ε − ε_θ(√ᾱ_t x₀ + √(1−ᾱ_t) ε, t)‖² (Ho et al. 2020,
+arXiv:2006.11239) with t uniform; evaluation reports the variational bound in bits/dim;
+sampling runs ancestral DDPM (all T steps) or DDIM (a step subsequence, Song et al. 2021,
+arXiv:2010.02502) from the EMA parameters when they are kept. Images are in [−1, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from jaxgen.families.base import EvalPass, Family, SamplingConfig, gather
+from jaxgen.math import diffusion
+from jaxgen.math.diffusion.process import VARIANCE_KINDS
+from jaxgen.math.diffusion.schedules import SCHEDULE_KINDS
+from jaxgen.models.unet import UNet
+from jaxgen.training import LossOutput, TrainState, gradient_update, per_example_keys
+from jaxgen.training.keys import device_key, split_named
+from jaxgen.validation import check_choice, check_number
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+SAMPLERS = ("ddim", "ddpm")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionProcess:
+    schedule: str = "linear"
+    num_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    cosine_s: float = 0.008
+    max_beta: float = 0.999
+
+    def __post_init__(self):
+        check_choice("diffusion.schedule", self.schedule, SCHEDULE_KINDS)
+        check_number("diffusion.num_timesteps", self.num_timesteps, low=1, integer=True)
+        check_number("diffusion.beta_start", self.beta_start, low=0.0, high=1.0, low_open=True,
+                     high_open=True)
+        check_number("diffusion.beta_end", self.beta_end, low=self.beta_start, high=1.0,
+                     high_open=True)
+        check_number("diffusion.cosine_s", self.cosine_s, low=0.0)
+        check_number("diffusion.max_beta", self.max_beta, low=0.0, high=1.0, low_open=True,
+                     high_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionModel:
+    ch: int = 32
+    ch_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attn_resolutions: tuple[int, ...] = (8,)
+    dropout: float = 0.1
+    num_groups: int = 8
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        check_number("model.ch", self.ch, low=1, integer=True)
+        check_number("model.num_res_blocks", self.num_res_blocks, low=1, integer=True)
+        check_number("model.dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        check_number("model.num_groups", self.num_groups, low=1, integer=True)
+        check_choice("model.dtype", self.dtype, tuple(DTYPES))
+        if not self.ch_mult:
+            check_choice("model.ch_mult", self.ch_mult, ["a non-empty tuple"])
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionSampling(SamplingConfig):
+    sampler: str = "ddim"  # --mode=sample: "ddim" or "ddpm"
+    batch_size: int = 16
+    variance: str = "small"  # DDPM σ_t² = β̃_t ("small") or β_t ("large")
+    clip_x0: bool = True  # clip the predicted x₀ to [−1, 1] at every step
+    ddim_steps: int = 50
+    ddim_eta: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("sampling.sampler", self.sampler, SAMPLERS)
+        check_choice("sampling.variance", self.variance, VARIANCE_KINDS)
+        check_number("sampling.ddim_steps", self.ddim_steps, low=1, integer=True)
+        check_number("sampling.ddim_eta", self.ddim_eta, low=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionEval:
+    bpd_max_examples: int = 200  # global; 0: the whole test split
+    bpd_timesteps: int = 50  # Monte Carlo over t (unbiased); 0: all T terms (exact sum)
+
+    def __post_init__(self):
+        check_number("eval.bpd_max_examples", self.bpd_max_examples, low=0, integer=True)
+        check_number("eval.bpd_timesteps", self.bpd_timesteps, low=0, integer=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionData:
+    random_flip: bool = False  # horizontal flips in training
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionConfig:
+    diffusion: DiffusionProcess = DiffusionProcess()
+    model: DiffusionModel = DiffusionModel()
+    sampling: DiffusionSampling = DiffusionSampling()
+    eval: DiffusionEval = DiffusionEval()
+    data: DiffusionData = DiffusionData()
+
+    def __post_init__(self):
+        if self.sampling.ddim_steps > self.diffusion.num_timesteps:
+            check_number("sampling.ddim_steps", self.sampling.ddim_steps, low=1,
+                         high=self.diffusion.num_timesteps, integer=True)
+        if self.eval.bpd_timesteps > self.diffusion.num_timesteps:
+            check_number("eval.bpd_timesteps", self.eval.bpd_timesteps, low=0,
+                         high=self.diffusion.num_timesteps, integer=True)
+
+
+class Diffusion(Family):
+    """DDPM with the paper's UNet; samplers ``"ddim"`` and ``"ddpm"``."""
+
+    name = "diffusion"
+    Config = DiffusionConfig
+    samplers = SAMPLERS
+
+    def __init__(self, config: DiffusionConfig, *, image_shape):
+        super().__init__(config, image_shape=image_shape)
+        d, m = config.diffusion, config.model
+        self.schedule = diffusion.make_schedule(
+            d.schedule, num_timesteps=d.num_timesteps, beta_start=d.beta_start,
+            beta_end=d.beta_end, cosine_s=d.cosine_s, max_beta=d.max_beta)
+        self.model = UNet(ch=m.ch, ch_mult=m.ch_mult, num_res_blocks=m.num_res_blocks,
+                          attn_resolutions=m.attn_resolutions, dropout=m.dropout,
+                          num_groups=m.num_groups, dtype=DTYPES[m.dtype])
+
+    def init(self, key, tx, *, ema_decay=0.0):
+        x = jnp.zeros((1, *self.image_shape), jnp.float32)
+        t = jnp.zeros((1,), jnp.int32)
+        params = jax.jit(lambda k: self.model.init(k, x, t, train=False))(key)["params"]
+        return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
+                                 ema_decay=ema_decay)
+
+    def train_body(self, state, batch, key):
+        """t and ε per example (device-count invariant), L_simple, one update."""
+        x0 = batch["image"]
+        b = x0.shape[0]
+        keys = split_named(key, ("t", "noise", "dropout", "flip"))
+        if self.config.data.random_flip:
+            flip = jax.vmap(jax.random.bernoulli)(per_example_keys(keys["flip"], b))
+            x0 = jnp.where(flip[:, None, None, None], x0[:, :, ::-1], x0)
+        num_t = self.schedule.num_timesteps
+        t = jax.vmap(lambda k: jax.random.randint(k, (), 0, num_t))(
+            per_example_keys(keys["t"], b))
+        noise = jax.vmap(lambda k: jax.random.normal(k, x0.shape[1:], x0.dtype))(
+            per_example_keys(keys["noise"], b))
+        x_t = diffusion.q_sample_from_noise(self.schedule, x0, t, noise)
+
+        def loss_fn(params):
+            eps = self.model.apply({"params": params}, x_t, t, train=True,
+                                   rngs={"dropout": device_key(keys["dropout"])})
+            loss = diffusion.l_simple(noise, eps).mean()
+            return LossOutput(loss=loss, metrics={"loss": loss})
+
+        state, metrics, _ = gradient_update(state, loss_fn)
+        return state, metrics
+
+    def eps_fn(self, params):
+        """``(x_t, t) -> ε_θ(x_t, t)`` in evaluation mode."""
+        return lambda x, t: self.model.apply({"params": params}, x, t, train=False)
+
+    def _bpd(self, state, batch, key):
+        """Bits/dim per example; each example's noise and timesteps come from its own key (its
+        global index), so the estimate does not depend on the device count."""
+        eps_fn = self.eps_fn(state.eval_params)
+
+        def one(x, k):  # vmapped: eps_fn still sees the whole shard at once
+            terms = diffusion.bits_per_dim(
+                eps_fn, self.schedule, x[None], k, variance=self.config.sampling.variance,
+                num_timesteps_sampled=self.config.eval.bpd_timesteps or None)
+            return {n: v[0] for n, v in terms.items()}
+
+        x = batch["image"]
+        terms = jax.vmap(one)(x, per_example_keys(key, x.shape[0]))
+        return {("bpd" if k == "total" else f"bpd_{k}"): v for k, v in terms.items()}
+
+    def eval_passes(self):
+        names = ("bpd", "bpd_prior", "bpd_decoder", "bpd_diffusion")
+        return {"bpd": EvalPass(self._bpd, names, max_examples=self.config.eval.bpd_max_examples)}
+
+    def sample_inputs(self, key, num):
+        return {"x_T": jax.random.normal(key, (num, *self.image_shape))}
+
+    def sample_body(self, sampler):
+        """x_T → images; x_T does not depend on the device count, nor does a deterministic
+        sampler's output (DDIM, η = 0). The per-step noise of DDPM and DDIM with η > 0 is
+        drawn per device."""
+        check_choice("sampler", sampler, SAMPLERS)
+        s = self.config.sampling
+
+        def sample(state, batch, key):
+            eps_fn = self.eps_fn(state.eval_params)
+            key = device_key(key)
+            if sampler == "ddpm":
+                x = diffusion.ddpm_sample(eps_fn, self.schedule, batch["x_T"], key,
+                                          variance=s.variance, clip_x0=s.clip_x0)
+            else:
+                x = diffusion.ddim_sample(eps_fn, self.schedule, batch["x_T"], key,
+                                          num_steps=s.ddim_steps, eta=s.ddim_eta,
+                                          clip_x0=s.clip_x0)
+            return gather(x)
+
+        sample.__name__ = f"sample_{sampler}"
+        return sample
