@@ -2,7 +2,7 @@
 
 Builds the training loader exactly as ``experiments.autoencoders.train_and_evaluate`` does
 (``common.load_shards`` on the config's ``data`` section, ``common.per_shard_batch``,
-``pipeline.TrainLoader`` with ``pipeline.scale_to_unit``) and times, for consecutive steps:
+``loaders.TrainLoader`` with ``pipeline.scale_to_unit``) and times, for consecutive steps:
 
 * ``host``: ``loader.batch(step)``: gather a shuffled batch of uint8 images and scale it to
   float32 in [0, 1], on the host;
@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import _common  # noqa: E402
 from experiments import common  # noqa: E402
-from jaxgen.data import pipeline  # noqa: E402
+from jaxgen.data import loaders, pipeline  # noqa: E402
 from jaxgen.training import DataParallel  # noqa: E402
 
 CONFIGS = ("vae_mlp", "vae_conv", "ae_mlp", "ae_conv")
@@ -129,17 +129,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_s = time.perf_counter() - t0
     parallel = DataParallel(config.train.parallel)
     per_shard = common.per_shard_batch(config.train.batch_size, train, parallel, "--batch_size")
-    steps_per_epoch = train.min_len // per_shard
-    if steps_per_epoch < 1:
-        sys.exit(f"the training split ({train.min_len} examples) is smaller than one batch.")
-    loader = pipeline.TrainLoader(
+    loader = loaders.TrainLoader(
         shards=train.arrays,
         shard_ids=train.shard_ids,
         batch_per_shard=per_shard,
-        steps_per_epoch=steps_per_epoch,
         seed=config.seed,
         preprocess=pipeline.scale_to_unit,
+        longest_shard=train.max_len,
     )
+    steps_per_epoch = loader.steps_per_epoch
     num_examples = sum(len(a["image"]) for a in train.arrays)
     first = loader.batch(0)
     local_batch = len(first["image"])

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxgen.data import pipeline
+from jaxgen.data import loaders, pipeline
 from jaxgen.training import Checkpointer, DataParallel, MetricWriter, fit
 
 
@@ -175,16 +175,15 @@ def eval_steps(shards: Shards, per_shard: int, max_examples: int) -> tuple[list,
 def image_train_loader(
     config: ml_collections.ConfigDict, parallel: DataParallel,
     preprocess: Callable[[pipeline.Batch], pipeline.Batch],
-) -> tuple[pipeline.TrainLoader, int]:
+) -> tuple[loaders.TrainLoader, int]:
     """The shuffled training batches of ``config.data`` and the number of steps per epoch."""
     train = load_shards(config.data, "train", seed=config.seed)
     per_shard = per_shard_batch(config.train.batch_size, train, parallel, "batch_size")
-    steps_per_epoch = train.min_len // per_shard
-    loader = pipeline.TrainLoader(
+    loader = loaders.TrainLoader(
         shards=train.arrays, shard_ids=train.shard_ids, batch_per_shard=per_shard,
-        steps_per_epoch=steps_per_epoch, seed=config.seed, preprocess=preprocess,
+        seed=config.seed, preprocess=preprocess, longest_shard=train.max_len,
     )
-    return loader, steps_per_epoch
+    return loader, loader.steps_per_epoch
 
 
 class Experiment(Protocol):
@@ -278,7 +277,7 @@ def masked_sums(
     """Sum ``step_fn(state, batch, key_i)`` (psum-ed masked sums) over the eval batches."""
     per_shard = per_shard_batch(global_batch, shards, parallel, "eval batch")
     arrays, n_steps = eval_steps(shards, per_shard, max_examples)
-    batches = pipeline.eval_batches(arrays, batch_per_shard=per_shard, num_steps=n_steps,
+    batches = loaders.eval_batches(arrays, batch_per_shard=per_shard, num_steps=n_steps,
                                     preprocess=preprocess)
     return sum_over_batches(step_fn, device_state, batches, parallel, key)
 
@@ -305,9 +304,9 @@ def save_samples(workdir: str, name: str, images: np.ndarray, *, write_png: bool
     result["npz"] = os.path.join(out_dir, f"{name}.npz")
     np.savez_compressed(result["npz"], images=pipeline.to_uint8(images))
     if write_png:
-        from jaxgen.data import unpaired
+        from jaxgen.data import image_io
 
         folder = os.path.join(out_dir, name)
-        unpaired.save_images(images, folder, [f"{i:06d}" for i in range(len(images))])
+        image_io.save_images(images, folder, [f"{i:06d}" for i in range(len(images))])
         result["png_dir"] = folder
     return result

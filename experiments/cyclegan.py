@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from experiments import common
-from jaxgen.data import pipeline, unpaired
+from jaxgen.data import image_io, loaders, pipeline, unpaired
 from jaxgen.math import adversarial, cycle
 from jaxgen.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from jaxgen.training import (
@@ -214,8 +214,8 @@ class Experiment:
         for direction, domain in (("x2y", "x"), ("y2x", "y")):
             arrays = [s[: cfg.max_examples or None] for s in getattr(test, domain)]
             longest = common.global_min_max([len(a) for a in arrays])[1]
-            batches = unpaired.iterate_domain(arrays, batch_per_shard=per_shard,
-                                              num_steps=-(-longest // per_shard))
+            batches = loaders.iterate_domain(arrays, batch_per_shard=per_shard,
+                                             num_steps=-(-longest // per_shard))
             total = common.sum_over_batches(self.cycle_steps[direction], device_state, batches,
                                             parallel, self.eval_key)
             metrics[f"eval/cycle_l1_{domain}"] = float(total["l1"] / total["count"])
@@ -228,7 +228,7 @@ class Experiment:
             return
         n = self.config.eval.num_images
         for domain, (there, back) in (("x", ("G", "F")), ("y", ("F", "G"))):
-            a = unpaired.to_signed_unit(getattr(self.test, domain)[0][:n])
+            a = pipeline.to_signed_unit(getattr(self.test, domain)[0][:n])
             b = self.translate_fn(params[there], a)
             c = self.translate_fn(params[back], b)
             triples = np.stack([a, np.asarray(b), np.asarray(c)], axis=1)
@@ -243,7 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run = common.make_run(config, workdir)
     d = config.data
     train = load_domains(config, "train", d.load_size)
-    loader = unpaired.UnpairedLoader(
+    loader = loaders.UnpairedLoader(
         x=train.x, y=train.y, shard_ids=train.shard_ids,
         batch_per_shard=train.per_shard(config.train.batch_size, run.parallel, "batch_size"),
         seed=config.seed, load_size=d.load_size, crop_size=d.crop_size, flip=d.flip,
@@ -279,18 +279,18 @@ def translate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = exp.run.checkpointer.restore(exp.initial_state)
         params = state.generator.params[DIRECTIONS[t.direction]]
         if t.input_dir:
-            images, names = unpaired.load_image_folder(t.input_dir, size=size,
+            images, names = image_io.load_image_folder(t.input_dir, size=size,
                                                        channels=config.data.channels)
         else:
             domain = t.direction[0]
             images = np.concatenate(getattr(exp.test, domain))
             names = [f"{domain}_{i:06d}" for i in range(len(images))]
         out_dir = t.output_dir or os.path.join(workdir, f"translated_{t.direction}")
-        outputs = [np.asarray(exp.translate_fn(params, unpaired.to_signed_unit(
+        outputs = [np.asarray(exp.translate_fn(params, pipeline.to_signed_unit(
             images[i:i + t.batch_size]))) for i in range(0, len(images), t.batch_size)]
         paths = []
         if jax.process_index() == 0:
-            paths = unpaired.save_images(np.concatenate(outputs), out_dir, names)
+            paths = image_io.save_images(np.concatenate(outputs), out_dir, names)
         return {"output_dir": out_dir, "num_images": len(paths), "step": int(state.step)}
     finally:
         exp.run.close()
