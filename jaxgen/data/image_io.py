@@ -4,17 +4,45 @@ Everything in jaxgen that reads or writes an image file goes through this module
 source of :mod:`jaxgen.data.unpaired`, translating a folder, sample PNGs, and the grids of
 :class:`jaxgen.training.metrics.MetricWriter` (:func:`write_png`). Images are uint8
 ``[H, W, C]`` with C = 1 (grayscale) or 3 (RGB), host side.
+
+Reading (:func:`read_image`) gives correct 8-bit values for every mode Pillow opens a PNG or
+JPEG in, or refuses the file with an :class:`ImageFileError` naming it and the fix:
+
+- 8-bit L/RGB as stored; 1-, 2- and 4-bit grayscale expanded to 0…255 (Pillow's own scaling);
+- 16-bit grayscale (Pillow mode ``"I;16"``, or ``"I"`` in older Pillow): v → round(v / 257),
+  so 65535 → 255 and 257 → 1 (Pillow's ``convert("L")`` would clip every value above 255);
+  16-bit colour PNGs: Pillow itself keeps the high byte (libpng's strip_16), within one level
+  of round(v / 257);
+- palette (``"P"``, with or without transparency), ``"PA"``, ``"LA"``, ``"RGBA"``, ``"CMYK"``,
+  ``"YCbCr"``: converted by Pillow; alpha is dropped (the colour under it is kept), as the
+  reference's ``Image.open(path).convert("RGB")`` does;
+- 32-bit integer values outside 0…65535 and floating-point (``"F"``) images are refused;
+- files Pillow cannot identify (e.g. a text file named ``.png``), truncated or corrupt files,
+  and images larger than :data:`MAX_IMAGE_PIXELS` (a decompression-bomb guard, checked from
+  the header before decoding) are refused.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from jaxgen.data.pipeline import to_uint8
+
+# 8192 × 8192. Images are resized to a few hundred pixels per side for training; a larger one
+# is almost surely a mistake or a decompression bomb (a few KB of PNG that decode to GBs).
+MAX_IMAGE_PIXELS = 8192 * 8192
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class ImageFileError(ValueError):
+    """An image file that cannot be read correctly; the message names the file and the fix."""
+
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -60,8 +88,88 @@ def list_images(folder: str) -> list[str]:
     return names
 
 
+def _open_checked(path: str) -> Image.Image:
+    """Image.open with the size checked from the header, before any pixel is decoded."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 M pixels; the limit below is lower and raises instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pil = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ImageFileError(_too_large(path, str(e))) from None
+    except (OSError, SyntaxError, ValueError) as e:  # incl. PIL.UnidentifiedImageError
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ImageFileError(
+            f"cannot read image {path}: Pillow cannot identify it as an image ({e}); it is not "
+            "a PNG/JPEG file or its header is damaged. Replace it with a valid PNG or JPEG "
+            "image, or remove it from the folder."
+        ) from None
+    width, height = pil.size
+    if width * height > MAX_IMAGE_PIXELS:
+        pil.close()
+        raise ImageFileError(_too_large(path, f"{width}×{height} = {width * height:,} pixels"))
+    return pil
+
+
+def _too_large(path: str, size: str) -> str:
+    return (
+        f"image {path} is too large to decode safely ({size}; the limit is "
+        f"{MAX_IMAGE_PIXELS:,} pixels, a decompression-bomb guard). Downscale it, or if it is "
+        "trusted raise jaxgen.data.image_io.MAX_IMAGE_PIXELS."
+    )
+
+
+def _decode(pil: Image.Image, path: str, channels: int) -> np.ndarray:
+    """Pixels of an opened image as uint8 ``[H, W, channels]`` (see the module docstring)."""
+    mode = pil_mode(channels)
+    if pil.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(pil)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ImageFileError(
+                f"image {path} holds 32-bit integer values in [{values.min()}, {values.max()}], "
+                "not an 8- or 16-bit image; convert it to an 8-bit PNG or JPEG."
+            )
+        # round(v / 257) in integers: v / 257 is never exactly k + ½ (257 is odd).
+        gray = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        pil = Image.fromarray(gray, mode="L")
+    elif pil.mode == "F" or pil.mode.startswith(("I;", "F;")):
+        raise ImageFileError(
+            f"image {path} has Pillow mode {pil.mode!r} (floating-point or unusual integer "
+            "pixels), which has no defined 8-bit scaling; convert it to an 8-bit PNG or JPEG."
+        )
+    image = np.asarray(pil.convert(mode))
+    return image[..., None] if channels == 1 else image
+
+
+def read_image(path: str, *, channels: int = 3) -> np.ndarray:
+    """Decode one PNG/JPEG file as uint8 ``[H, W, channels]`` (any mode and bit depth).
+
+    Args:
+      path: the image file.
+      channels: 3 converts to RGB, 1 to grayscale (PIL's luminance).
+
+    Raises:
+      ImageFileError: the file is not an image, truncated or corrupt, larger than
+        :data:`MAX_IMAGE_PIXELS`, or of a mode with no 8-bit meaning; the message names the
+        file and what to do.
+    """
+    pil = _open_checked(path)
+    try:
+        return _decode(pil, path, channels)
+    except ImageFileError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:
+        raise ImageFileError(
+            f"cannot decode image {path}: the file is truncated or corrupt ({e}). Re-export or "
+            "re-download it, or remove it from the folder."
+        ) from None
+    finally:
+        pil.close()
+
+
 def read_images(paths: Sequence[str], *, size: int | None, channels: int) -> np.ndarray:
-    """Decode image files into one uint8 ``[N, H, W, channels]`` array.
+    """Decode image files (:func:`read_image`) into one uint8 ``[N, H, W, channels]`` array.
 
     Args:
       paths: image files.
@@ -69,12 +177,10 @@ def read_images(paths: Sequence[str], *, size: int | None, channels: int) -> np.
         stored size, which must then be the same for every image.
       channels: 3 converts to RGB, 1 to grayscale (PIL's luminance).
     """
-    mode = pil_mode(channels)
+    pil_mode(channels)
     images = []
     for path in paths:
-        with Image.open(path) as pil:
-            image = np.asarray(pil.convert(mode))
-        image = image[..., None] if channels == 1 else image
+        image = read_image(path, channels=channels)
         images.append(image if size is None else resize_square(image, size))
     shapes = {im.shape for im in images}
     if len(shapes) > 1:

@@ -7,7 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from jaxgen.data import fashion_mnist, unpaired
+from jaxgen.data import fashion_mnist, image_io, unpaired
 
 # --- tfds ------------------------------------------------------------------------------------
 
@@ -119,3 +119,13 @@ def test_fashion_mnist_source_under_mock_data(tmp_path):
         for shard in data[domain]:
             assert len(shard) > 0 and shard.shape[1:] == (32, 32, 1) and shard.dtype == np.uint8
             assert shard[:, :2].max() == 0 and shard[:, 2:30, 2:30].max() > 0
+
+
+def test_folders_source_names_a_bad_image_file(tmp_path):
+    write_folder(tmp_path / "trainA", colour=0, count=2)
+    write_folder(tmp_path / "trainB", colour=2, count=2)
+    bad = tmp_path / "trainB" / "01.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated inside the pixel data
+    with pytest.raises(image_io.ImageFileError, match=f"image {bad}: the file is truncated"):
+        unpaired.load_unpaired_shards(source="folders", root=str(tmp_path), split="train",
+                                      num_shards=1, shard_ids=[0], load_size=8)
