@@ -78,6 +78,9 @@ def load_tfds_domains(
       download: allow TFDS to download and prepare (needs internet); otherwise an unprepared
         dataset is a :class:`fashion_mnist.DatasetNotFoundError` naming ``tfds build``.
       swap_domains: X = A, Y = B instead.
+
+    A damaged file of the prepared dataset is a :class:`fashion_mnist.DatasetFileError` naming
+    it (:func:`sources.named_file_errors`).
     """
     import tensorflow_datasets as tfds
 
@@ -95,11 +98,12 @@ def load_tfds_domains(
         for i in shard_ids:
             # One example at a time: the images need not share a size (TFDS's Image feature
             # has shape (None, None, 3)), so they are resized before stacking.
-            ds = builder.as_dataset(split=subsplits[i]).map(lambda ex: ex["image"])
-            images = [
-                resize_square(convert_channels(im, channels), load_size)
-                for im in tfds.as_numpy(ds)
-            ]
+            with sources.named_file_errors(builder, name, part):
+                ds = builder.as_dataset(split=subsplits[i]).map(lambda ex: ex["image"])
+                images = [
+                    resize_square(convert_channels(im, channels), load_size)
+                    for im in tfds.as_numpy(ds)
+                ]
             if not images:
                 raise ValueError(f"shard {i} of {name} split {part} is empty.")
             out[domain].append(np.stack(images))
