@@ -67,11 +67,28 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return out[..., None] if squeeze else out
 
 
+_ARRAY_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
 def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """uint8 ``[H, W, C]`` → ``[H, W, channels]`` (RGB or luminance, as PIL converts)."""
+    """A decoded image ``[H, W, C]`` → uint8 ``[H, W, channels]`` (RGB or luminance).
+
+    C = 1, 2 (gray + alpha), 3 or 4 (RGBA), alpha dropped as in :func:`read_image`; uint8, or
+    uint16 scaled by round(v / 257). Anything else is a ValueError naming the shape and dtype.
+    """
+    if image.ndim != 3 or image.shape[-1] not in _ARRAY_MODES or image.dtype not in (
+        np.uint8, np.uint16
+    ):
+        raise ValueError(
+            f"expected a uint8 or uint16 image [H, W, 1-4], got {image.dtype} {image.shape}; "
+            "convert the dataset's images to 8-bit grayscale or RGB."
+        )
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if image.shape[-1] == channels:
         return image
-    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    c = image.shape[-1]
+    pil = Image.fromarray(image[..., 0] if c == 1 else image)  # L, LA, RGB or RGBA
     out = np.asarray(pil.convert(pil_mode(channels)))
     return out[..., None] if channels == 1 else out
 
@@ -132,7 +149,7 @@ def _decode(pil: Image.Image, path: str, channels: int) -> np.ndarray:
             )
         # round(v / 257) in integers: v / 257 is never exactly k + ½ (257 is odd).
         gray = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        pil = Image.fromarray(gray, mode="L")
+        pil = Image.fromarray(gray)  # mode "L"
     elif pil.mode == "F" or pil.mode.startswith(("I;", "F;")):
         raise ImageFileError(
             f"image {path} has Pillow mode {pil.mode!r} (floating-point or unusual integer "

@@ -143,3 +143,14 @@ def test_images_too_large_to_decode_are_refused_from_the_header(tmp_path, monkey
         image_io.read_image(str(tmp_path / "small.png"))
     monkeypatch.setattr(image_io, "MAX_IMAGE_PIXELS", 400)
     assert image_io.read_image(str(tmp_path / "small.png")).shape == (20, 20, 3)
+
+
+def test_convert_channels_of_decoded_arrays():
+    rgba = np.array([[[10, 20, 30, 0], [200, 100, 50, 255]]], np.uint8)
+    np.testing.assert_array_equal(image_io.convert_channels(rgba, 3), rgba[..., :3])
+    assert image_io.convert_channels(rgba[..., :1], 3).shape == (1, 2, 3)
+    gray16 = SIXTEEN_BIT.reshape(1, -1, 1)
+    np.testing.assert_array_equal(image_io.convert_channels(gray16, 1)[..., 0],
+                                  np.round(gray16[..., 0] / 257))
+    with pytest.raises(ValueError, match=r"got float32 \(1, 2, 3\)"):
+        image_io.convert_channels(np.zeros((1, 2, 3), np.float32), 3)
