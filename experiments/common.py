@@ -278,7 +278,7 @@ def masked_sums(
     per_shard = per_shard_batch(global_batch, shards, parallel, "eval batch")
     arrays, n_steps = eval_steps(shards, per_shard, max_examples)
     batches = loaders.eval_batches(arrays, batch_per_shard=per_shard, num_steps=n_steps,
-                                    preprocess=preprocess)
+                                   preprocess=preprocess)
     return sum_over_batches(step_fn, device_state, batches, parallel, key)
 
 
