@@ -136,3 +136,32 @@ def check_timing_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
     """Reject non-positive --steps/--repeats/--batch_size and a negative --warmup."""
     if args.steps < 1 or args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
         parser.error("--steps, --repeats and --batch_size must be positive, --warmup >= 0")
+
+
+def cost_flops(compiled) -> float | None:
+    """FLOPs of one execution of a lowered or compiled computation (per device), from XLA;
+    None when the backend gives no estimate."""
+    try:
+        analysis = compiled.cost_analysis()
+    except Exception:  # some backends do not implement it
+        return None
+    if isinstance(analysis, dict):
+        analysis = [analysis]
+    flops = [a.get("flops") for a in analysis or [] if a]
+    flops = [f for f in flops if f is not None and f >= 0]
+    return float(sum(flops)) if flops else None
+
+
+def memory_analysis(compiled) -> dict[str, int] | None:
+    """XLA's static buffer sizes of a compiled computation (per device), in bytes."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:
+        return None
+    if stats is None:
+        return None
+    fields = ("argument", "output", "alias", "temp", "generated_code")
+    out = {f"{k}_bytes": int(getattr(stats, f"{k}_size_in_bytes", 0)) for k in fields}
+    out["total_bytes"] = (
+        out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] + out["temp_bytes"])
+    return out

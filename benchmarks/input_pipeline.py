@@ -1,8 +1,8 @@
 """Input-pipeline benchmark: ``TrainLoader.batch(step)`` throughput, with and without transfer.
 
-Builds the training loader exactly as ``experiments.autoencoders.train_and_evaluate`` does
-(``common.load_shards`` on the config's ``data`` section, ``common.per_shard_batch``,
-``pipeline.TrainLoader`` with ``pipeline.scale_to_unit``) and times, for consecutive steps:
+Builds the training loader exactly as the runner does for an autoencoder config (the typed
+settings, ``jaxgen.data.datasets.ImageData.train_loader`` with the family's input range) and
+times, for consecutive steps:
 
 * ``host``: ``loader.batch(step)``: gather a shuffled batch of uint8 images and scale it to
   float32 in [0, 1], on the host;
@@ -12,13 +12,13 @@ Builds the training loader exactly as ``experiments.autoencoders.train_and_evalu
 
 ``fit`` produces each batch synchronously before dispatching the step, so where the step does
 not overlap it (small CPU hosts) a batch costs its host time on top of the step time. When a
-``benchmarks/train_step.py`` JSON from the same backend is in ``benchmarks/results/`` (or given
-with ``--train_step_json``), the script compares the two.
+``python -m benchmarks.steps`` JSON from the same backend is in ``benchmarks/results/`` (or given
+with ``--steps_json``), the script compares the two.
 
 Usage (from the repository root)::
 
-    python benchmarks/input_pipeline.py --data_dir /tmp/tfds_test     # Fashion-MNIST via TFDS
-    python benchmarks/input_pipeline.py --source synthetic             # no dataset needed
+    python -m benchmarks.input_pipeline --data_dir /tmp/tfds_test     # Fashion-MNIST via TFDS
+    python -m benchmarks.input_pipeline --source synthetic             # no dataset needed
 """
 
 from __future__ import annotations
@@ -32,15 +32,14 @@ import sys
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks import _common  # noqa: E402
-from experiments import common  # noqa: E402
-from jaxgen.data import pipeline  # noqa: E402
-from jaxgen.training import DataParallel  # noqa: E402
+from benchmarks import _common
+from experiments import settings
+from jaxgen import families
+from jaxgen.data.datasets import ImageData
+from jaxgen.training import DataParallel
 
 CONFIGS = ("vae_mlp", "vae_conv", "ae_mlp", "ae_conv")
 
@@ -69,7 +68,7 @@ def time_steps(fn, start: int, steps: int) -> float:
 def latest_train_step_results(path: str | None) -> tuple[str, dict[str, Any]] | None:
     """The given train_step JSON, or the newest one for this backend in benchmarks/results."""
     if path is None:
-        pattern = os.path.join(_common.RESULTS_DIR, f"train_step_{jax.default_backend()}_*.json")
+        pattern = os.path.join(_common.RESULTS_DIR, f"steps_{jax.default_backend()}_*.json")
         candidates = sorted(glob.glob(pattern), key=os.path.getmtime)
         if not candidates:
             return None
@@ -121,26 +120,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     machine = _common.machine_info()
     print(_common.describe_machine(machine))
 
+    run, _ = settings.from_config_dict(config)
+    data = ImageData(run.data, input_range=families.get(run.family).input_range,
+                     seed=run.seed)
     t0 = time.perf_counter()
     try:
-        train = common.load_shards(config.data, "train", seed=config.seed)
+        train = data.labelled("train")
     except FileNotFoundError as e:  # includes the dataset's DatasetNotFoundError
         sys.exit(f"{e}\nPass --data_dir DIR of a prepared TFDS dataset, or --source synthetic.")
     load_s = time.perf_counter() - t0
-    parallel = DataParallel(config.train.parallel)
-    per_shard = common.per_shard_batch(config.train.batch_size, train, parallel, "--batch_size")
-    steps_per_epoch = train.min_len // per_shard
-    if steps_per_epoch < 1:
-        sys.exit(f"the training split ({train.min_len} examples) is smaller than one batch.")
-    loader = pipeline.TrainLoader(
-        shards=train.arrays,
-        shard_ids=train.shard_ids,
-        batch_per_shard=per_shard,
-        steps_per_epoch=steps_per_epoch,
-        seed=config.seed,
-        preprocess=pipeline.scale_to_unit,
-    )
-    num_examples = sum(len(a["image"]) for a in train.arrays)
+    parallel = DataParallel(run.train.parallel)
+    loader = data.train_loader(run.train.batch_size, parallel.num_local_devices)
+    steps_per_epoch = loader.steps_per_epoch
+    num_examples = sum(len(a["image"]) for a in train)
     first = loader.batch(0)
     local_batch = len(first["image"])
     batch_bytes = sum(v.nbytes for v in first.values())
@@ -222,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "warmup": args.warmup,
             "repeats": args.repeats,
             "parallel": parallel.mode,
-            "preprocess": "pipeline.scale_to_unit",
+            "preprocess": "ImageData.preprocess (unit range)",
             "transfer_sync": "jax.block_until_ready after every batch",
         },
         "data": {

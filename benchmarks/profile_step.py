@@ -35,18 +35,14 @@ import collections
 import glob
 import os
 import re
-import sys
 import tempfile
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
 
-import jax  # noqa: E402
-
-from benchmarks import _common  # noqa: E402
-from benchmarks import generative_steps as steps_benchmark  # noqa: E402
-from benchmarks.train_step import cost_flops  # noqa: E402
+from benchmarks import _common
+from benchmarks import steps as steps_benchmark
 
 # One HLO instruction: `%name = <shape> opcode(operands), attributes`; the shape may be a tuple.
 _INSTRUCTION = re.compile(
@@ -219,7 +215,8 @@ def breakdown(events: list[tuple[str, int, int]], instructions: dict[str, dict[s
 
 
 def profile(args: argparse.Namespace) -> dict[str, Any]:
-    built = steps_benchmark.build(args.model, args.batch_size, args.set)
+    built = steps_benchmark.build(args.model, args.batch_size,
+                                  dict(kv.split("=", 1) for kv in args.set))
     # Run the very executable whose HLO names the traced ops (no second compilation).
     step, state, batch, key = built.compiled, built.state, built.batch, built.key
     for _ in range(args.warmup):
@@ -242,10 +239,10 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
                            f"and lines are {describe_planes(trace)}.")
     instructions = hlo_instructions(built.compiled.as_text())
     result = breakdown(events, instructions, args.steps, args.top)
-    flops = cost_flops(built.lowered)
-    built.run.close()
-    return {"model": args.model, "config": built.module, "global_batch_size": args.batch_size,
-            "overrides": {k: str(v) for k, v in built.overrides.items()},
+    flops = _common.cost_flops(built.lowered)
+    built.runner.close()
+    return {"model": args.model, "family": built.runner.settings.family,
+            "global_batch_size": args.batch_size, "overrides": list(args.set),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "traced_steps": args.steps,
             "compile_s": built.compile_s, "wall_ms_per_step": 1e3 * wall_s,
             "images_per_s": args.batch_size / wall_s, "events_from": source,

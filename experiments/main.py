@@ -11,6 +11,8 @@ JAXGEN_PROCESS_ID).
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
@@ -23,7 +25,22 @@ _MODE = flags.DEFINE_enum("mode", "train", list(MODES), "What to do.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume a workdir although settings that change the run's meaning differ from its own.")
+_DEBUG = flags.DEFINE_bool("debug", False, "Show the full traceback of an error.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+# Errors whose message says what was wrong and what to do: printed as one line.
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from jaxgen.data.fashion_mnist import DatasetFileError, DatasetNotFoundError
+    from jaxgen.data.image_io import ImageFileError
+    from jaxgen.training import CheckpointError, NonFiniteLossError
+    from jaxgen.training.checkpoint import WorkdirLockedError
+    from jaxgen.validation import ConfigError
+
+    return (ConfigError, CheckpointError, NonFiniteLossError, WorkdirLockedError,
+            DatasetFileError, DatasetNotFoundError, ImageFileError, FloatingPointError)
 
 
 def main(argv):
@@ -36,8 +53,16 @@ def main(argv):
     from experiments import runner, settings
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    run_settings, family_config = settings.from_config_dict(_CONFIG.value)
-    summary = runner.run(run_settings, family_config, _WORKDIR.value, _MODE.value)
+    try:
+        run_settings, family_config = settings.from_config_dict(_CONFIG.value)
+        summary = runner.run(run_settings, family_config, _WORKDIR.value, _MODE.value,
+                             allow_config_change=_ALLOW_CHANGE.value)
+    except _expected_errors() as e:
+        if _DEBUG.value:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        print("(add --debug for the full traceback)", file=sys.stderr)
+        sys.exit(2)
     if jax.process_index() == 0:
         for k in sorted(k for k in summary if k.startswith("eval/")):
             print(f"{k}: {summary[k]:.4f}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -35,7 +36,8 @@ KEY_PURPOSES = ("init", "train", "eval", "sample_inputs", "sample_noise", "previ
 class Runner:
     """A family, its data and a workdir, with everything compiled lazily and once."""
 
-    def __init__(self, settings: RunSettings, family_config: Any, workdir: str):
+    def __init__(self, settings: RunSettings, family_config: Any, workdir: str, *,
+                 read_only: bool = False):
         self.settings = settings
         self.workdir = workdir
         family_cls = families.get(settings.family)
@@ -49,7 +51,8 @@ class Runner:
         self.writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
         t = settings.train
         self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
-                                         every_steps=t.checkpoint_every, keep=t.keep_checkpoints)
+                                         every_steps=t.checkpoint_every, keep=t.keep_checkpoints,
+                                         read_only=read_only)
         self._compiled: dict[str, Any] = {}
 
     def close(self) -> None:
@@ -123,34 +126,58 @@ class Runner:
 
     # --- modes ---------------------------------------------------------------------------
 
-    def train(self) -> dict:
+    def check_eval_settings(self) -> None:
+        """Fail on evaluation settings before training rather than after it, and read the
+        test split now."""
+        e = self.settings.eval
+        for name, p in self.family.eval_passes().items():
+            self.data.per_shard(p.batch_size or e.batch_size, self.parallel.num_local_devices,
+                                f"eval batch ({name})")
+            self.data.split("test")[p.domain]
+        for p in self.family.previews().values():
+            self.data.split("test")[p.domain]
+        sampling = getattr(self.family.config, "sampling", None)
+        if self.family.samplers and sampling.batch_size % self.parallel.num_devices:
+            raise ConfigError(f"sampling.batch_size={sampling.batch_size} must be divisible "
+                              f"by the number of devices ({self.parallel.num_devices}).")
+
+    def train(self, *, allow_config_change: bool = False) -> dict:
         started = time.perf_counter()
         t = self.settings.train
+        record = as_dict(self.settings, self.family.config)
+        check_config_drift(self.workdir, record, allow=allow_config_change)
         loader = self.data.train_loader(t.batch_size, self.parallel.num_local_devices)
         num_steps = t.num_steps or t.num_epochs * loader.steps_per_epoch
-        for p in self.family.eval_passes().values():  # read the test split before training
-            self.data.split("test")[p.domain]
+        self.check_eval_settings()
+        previous = read_json(self.workdir, "summary.json")
+        finished = self.checkpointer.latest_step() == num_steps
         step = self.compiled("train", with_step_key(self.family.train_body), donate=True)
         state, train_metrics, final = fit(
             state=self.initial_state(num_steps), train_step=step, batch_for_step=loader.batch,
             parallel=self.parallel, train_key=self.keys["train"], num_steps=num_steps,
             checkpointer=self.checkpointer, writer=self.writer, log_every=t.log_every,
             eval_every=t.eval_every, evaluate=self.evaluate, progress=t.progress)
-        summary = {
-            "family": self.settings.family, "workdir": os.path.abspath(self.workdir),
-            "step": int(state.step), "steps_per_epoch": loader.steps_per_epoch,
-            "wall_time_s": time.perf_counter() - started,
-            "devices": self.parallel.num_devices, "processes": jax.process_count(),
-            **train_metrics, **final,
-            "config": as_dict(self.settings, self.family.config),
-        }
+        if finished and previous:  # a rerun of a finished run keeps the record of its training
+            print(f"the run in {self.workdir} has finished (step {num_steps}); re-evaluated "
+                  "its last checkpoint")
+            summary = {**previous, **final}
+        else:
+            summary = {
+                "family": self.settings.family, "workdir": os.path.abspath(self.workdir),
+                "step": int(state.step), "steps_per_epoch": loader.steps_per_epoch,
+                "wall_time_s": time.perf_counter() - started,
+                "devices": self.parallel.num_devices, "processes": jax.process_count(),
+                **train_metrics, **final, "config": record,
+            }
         self.writer.write_summary(summary)
+        check_finite(final, "final evaluation")
         return summary
 
     def evaluate_latest(self) -> dict:
         device_state, step = self.restore()
         metrics = {**self.evaluate(device_state, step), "step": step}
         self.write_json("eval_summary.json", metrics)
+        check_finite(metrics, "evaluation")
         return metrics
 
     def sample(self) -> dict:
@@ -168,11 +195,11 @@ class Runner:
             out["png_dir"] = os.path.join(folder, name)
         if jax.process_index() == 0:
             os.makedirs(folder, exist_ok=True)
-            np.savez_compressed(out["npz"], images=image_io.to_uint8(images))
+            np.savez_compressed(out["npz"], images=image_io.unit_to_uint8(images))
             if s.write_png:
-                paths = image_io.output_names([f"{i:06d}" for i in range(len(images))],
+                paths = image_io.output_paths([f"{i:06d}" for i in range(len(images))],
                                               out["png_dir"], overwrite=True)
-                image_io.write_images(images, paths)
+                image_io.save_images(images, paths)
         return out
 
     def encode(self, split: str = "test") -> dict:
@@ -218,7 +245,7 @@ class Runner:
             images = np.concatenate([s["image"] for s in self.data.split("test")[domain]])
             names = [f"{domain}_{i:06d}" for i in range(len(images))]
             images = self.data.preprocess(images)
-        outputs = image_io.output_names(names, out_dir, overwrite=t.overwrite)
+        outputs = image_io.output_paths(names, out_dir, overwrite=t.overwrite)
         device_state, step = self.restore()
         chunk = self.parallel.num_devices * -(-t.batch_size // self.parallel.num_devices)
         translated = map_in_chunks(
@@ -226,13 +253,65 @@ class Runner:
             device_state, {"image": images}, chunk=chunk, parallel=self.parallel,
             key=self.keys["eval"])
         if jax.process_index() == 0:
-            image_io.write_images(to_unit(translated, self.family.input_range), outputs)
+            image_io.save_images(to_unit(translated, self.family.input_range), outputs)
         return {"output_dir": out_dir, "num_images": len(outputs), "step": step}
 
     def write_json(self, filename: str, payload: dict) -> None:
         if jax.process_index() == 0:
             with open(os.path.join(self.workdir, filename), "w") as f:
                 json.dump(payload, f, indent=2, sort_keys=True)
+
+
+# Settings that may change between the runs of one workdir without changing what it trains.
+MAY_CHANGE = ("train.num_steps", "train.num_epochs", "train.log_every", "train.eval_every",
+              "train.checkpoint_every", "train.keep_checkpoints", "train.progress",
+              "train.parallel", "eval.", "sampling.", "translate.", "data.data_dir",
+              "data.local_dir", "data.download", "data.root")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_config_drift(workdir: str, record: dict, *, allow: bool) -> None:
+    """Compare the settings with those the workdir was trained with (``config.json``).
+
+    Raises:
+      ConfigError: a setting that changes the run's meaning (seed, model, loss, batch, ...)
+        differs, unless `allow`; the message lists every such key with both values.
+    """
+    saved = read_json(workdir, "config.json")
+    if saved is not None:
+        old, new = _flatten(saved), _flatten(json.loads(json.dumps(record)))
+        changed = sorted(k for k in old.keys() | new.keys()
+                         if old.get(k) != new.get(k) and not k.startswith(MAY_CHANGE))
+        if changed and not allow:
+            listing = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed)
+            raise ConfigError(
+                f"{workdir} was trained with other settings ({listing}); resuming would mix "
+                "two runs. Use a new --workdir, or pass --allow_config_change to continue on "
+                "purpose.")
+    if jax.process_index() == 0 and (saved is None or allow):
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
+
+
+def check_finite(metrics: dict, what: str) -> None:
+    bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        raise FloatingPointError(f"the {what} gave non-finite {', '.join(bad)}; the checkpoint "
+                                 "it used is not usable (see the Failure behaviour section).")
+
+
+def read_json(workdir: str, filename: str) -> dict | None:
+    path = os.path.join(workdir, filename)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def supported_modes(family) -> list[str]:
@@ -243,15 +322,18 @@ def supported_modes(family) -> list[str]:
                             ("translate", bool(family.directions))) if ok]
 
 
-def run(settings: RunSettings, family_config, workdir: str, mode: str = "train") -> dict:
-    """Run `mode` on `workdir`; the returned dict is what the mode reports."""
-    runner = Runner(settings, family_config, workdir)
+def run(settings: RunSettings, family_config, workdir: str, mode: str = "train", *,
+        allow_config_change: bool = False) -> dict:
+    """Run `mode` on `workdir`; the returned dict is what the mode reports. Only ``train``
+    writes checkpoints (and takes the workdir's lock); the other modes only read them."""
+    runner = Runner(settings, family_config, workdir, read_only=mode != "train")
     try:
         if mode not in supported_modes(runner.family):
             raise ConfigError(f"--mode={mode} is not available for the {settings.family} "
                               f"family; it supports {', '.join(supported_modes(runner.family))}.")
         logging.info("%s: %s on %d device(s)", settings.family, mode, runner.parallel.num_devices)
-        return {"train": runner.train, "evaluate": runner.evaluate_latest,
+        return {"train": lambda: runner.train(allow_config_change=allow_config_change),
+                "evaluate": runner.evaluate_latest,
                 "sample": runner.sample, "encode": runner.encode,
                 "translate": runner.translate}[mode]()
     finally:

@@ -1,5 +1,8 @@
 """Data: TFDS datasets (Fashion-MNIST offline, CycleGAN's unpaired domains) and input pipelines.
 
+Modules: ``fashion_mnist`` (the offline TFDS builder), ``sources`` (paired image shards),
+``unpaired`` (CycleGAN's two-domain sources), ``loaders`` (training and evaluation batches, one
+epoch rule), ``image_io`` (image files in and out), ``pipeline`` (preprocessing helpers).
 Only the functions that read TFDS datasets import TFDS (and TensorFlow under it).
 """
 

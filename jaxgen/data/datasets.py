@@ -21,8 +21,8 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from jaxgen.data import DEBIAN_DIR, pipeline, sharding
-from jaxgen.data.pipeline import eval_batches
+from jaxgen.data import DEBIAN_DIR, image_io, pipeline, sharding
+from jaxgen.data.loaders import TrainLoader, UnpairedLoader, eval_batches
 from jaxgen.validation import ConfigError, check_choice, check_number
 
 IMAGE_SOURCES = ("tfds", "synthetic")
@@ -185,19 +185,12 @@ class ImageData(_Data):
         return to_range(images, self.input_range)
 
     def train_loader(self, global_batch: int, num_local_devices: int):
-        from jaxgen.data.pipeline import TrainLoader
-
         shards = self.labelled("train")
-        per_shard = self.per_shard(global_batch, num_local_devices, "train.batch_size")
-        shortest = sharding.global_min_max([len(s["image"]) for s in shards])[0]
-        steps_per_epoch = shortest // per_shard
-        if steps_per_epoch < 1:
-            raise ConfigError(f"train.batch_size={global_batch} exceeds the training split "
-                              f"({shortest} examples per shard); lower it.")
         return TrainLoader(
-            shards=shards, shard_ids=self.shard_ids, batch_per_shard=per_shard,
-            steps_per_epoch=steps_per_epoch, seed=self.seed,
-            preprocess=lambda b: {**b, "image": self.preprocess(b["image"])})
+            shards=shards, shard_ids=self.shard_ids,
+            batch_per_shard=self.per_shard(global_batch, num_local_devices, "train.batch_size"),
+            seed=self.seed, preprocess=lambda b: {**b, "image": self.preprocess(b["image"])},
+            longest_shard=sharding.global_min_max([len(s["image"]) for s in shards])[1])
 
 
 class UnpairedData(_Data):
@@ -220,9 +213,10 @@ class UnpairedData(_Data):
         if c.source == "synthetic":  # toy blobs, a different stream per domain
             tag = {"train": 0, "test": 1}[split]
             shape = (size, size, c.channels)
+            n = c.synthetic_examples // self.num_shards
             return {d: [{"image": pipeline.synthetic_images(
-                c.synthetic_examples // self.num_shards, shape, seed=(self.seed, tag, j, i))["image"]}
-                for i in self.shard_ids] for j, d in enumerate(self.domains)}
+                n, shape, seed=(self.seed, tag, j, i))["image"]} for i in self.shard_ids]
+                for j, d in enumerate(self.domains)}
         domains = unpaired.load_unpaired_shards(
             source=c.source, split=split, num_shards=self.num_shards, shard_ids=self.shard_ids,
             load_size=size, channels=c.channels, swap_domains=c.swap_domains, name=c.name,
@@ -231,19 +225,15 @@ class UnpairedData(_Data):
         return {d: [{"image": s} for s in shards] for d, shards in domains.items()}
 
     def preprocess(self, images):
-        from jaxgen.data import unpaired
-
         size = self.config.crop_size
         if images.shape[1:3] != (size, size):
-            images = np.stack([unpaired.resize_square(im, size) for im in images])
+            images = np.stack([image_io.resize_square(im, size) for im in images])
         return to_range(images, self.input_range)
 
     def train_loader(self, global_batch: int, num_local_devices: int):
-        from jaxgen.data import unpaired
-
         c = self.config
         train = self.split("train")
-        return unpaired.UnpairedLoader(
+        return UnpairedLoader(
             x=[s["image"] for s in train["x"]], y=[s["image"] for s in train["y"]],
             shard_ids=self.shard_ids,
             batch_per_shard=self.per_shard(global_batch, num_local_devices, "train.batch_size"),

@@ -1,20 +1,17 @@
-"""Input pipelines: per-host data shards held in memory, deterministic batches by step.
+"""Host-side preprocessing: which shards a process reads, scaling, padding, toy images.
 
 Fashion-MNIST-sized datasets (60k × 28 × 28 bytes) fit in memory many times over, so each
-process loads only *its* shards once (``tfds.even_splits``) and then draws batches with NumPy.
-A batch is a pure function of ``(seed, shard, step)``: shuffling is deterministic from the seed,
-and a resumed run sees exactly the batches an uninterrupted one would, with no iterator state to
-checkpoint. Benchmarks: ``benchmarks/input_pipeline.py``.
+process loads only *its* shards once (``tfds.even_splits``) and the loaders of
+:mod:`jaxgen.data.loaders` draw batches from them with NumPy. The number of shards defaults to
+the number of processes, one shard each; a single process can also read several shards
+(``num_shards`` > process count), which reproduces a multi-host data order.
 
-The global batch is the concatenation of equal per-shard batches in shard order. The number of
-shards defaults to the number of processes, one shard each; a single process can also read
-several shards (``num_shards`` > process count), which reproduces a multi-host data order.
+The functions here are pure NumPy on uint8 ``[N, H, W, C]`` images or batch dicts.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -57,87 +54,6 @@ def synthetic_images(
         "image": np.round(255 * image).astype(np.uint8),
         "label": rng.integers(0, num_classes, size=num_examples).astype(np.int64),
     }
-
-
-@dataclasses.dataclass
-class TrainLoader:
-    """Shuffled training batches for the shards this process reads.
-
-    Attributes:
-      shards: one dict of arrays per local shard (equal-length leading axis within a dict).
-      shard_ids: the global id of each local shard (seeds its shuffle).
-      batch_per_shard: examples taken from each shard per step.
-      steps_per_epoch: steps before the permutations are redrawn (the same on every process).
-      seed: base seed of the shuffles.
-      preprocess: maps a raw batch (uint8 images) to model inputs.
-    """
-
-    shards: list[Batch]
-    shard_ids: list[int]
-    batch_per_shard: int
-    steps_per_epoch: int
-    seed: int
-    preprocess: Callable[[Batch], Batch]
-
-    def __post_init__(self):
-        self._epoch = None
-        self._perms: list[np.ndarray] = []
-
-    def _permutations(self, epoch: int) -> list[np.ndarray]:
-        if epoch != self._epoch:
-            self._perms = [
-                np.random.default_rng([self.seed, shard_id, epoch]).permutation(
-                    len(next(iter(shard.values())))
-                )
-                for shard, shard_id in zip(self.shards, self.shard_ids, strict=True)
-            ]
-            self._epoch = epoch
-        return self._perms
-
-    def batch(self, step: int) -> Batch:
-        """The local part of the global batch for training step `step` (0-based)."""
-        epoch, index = divmod(step, self.steps_per_epoch)
-        perms = self._permutations(epoch)
-        start = index * self.batch_per_shard
-        parts = [
-            {k: v[perm[start : start + self.batch_per_shard]] for k, v in shard.items()}
-            for shard, perm in zip(self.shards, perms, strict=True)
-        ]
-        return self.preprocess({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-
-
-def eval_batches(
-    shards: list[Batch],
-    *,
-    batch_per_shard: int,
-    num_steps: int,
-    preprocess: Callable[[Batch], Batch],
-) -> Iterator[Batch]:
-    """Every example of the local shards once, in order, in fixed-size batches.
-
-    The last batches are zero-padded; ``batch["mask"]`` is 1.0 for real examples and 0.0 for
-    padding, so sums weighted by the mask are exact. `num_steps` must be the same on every
-    process (the longest shard's count) so the collective eval step runs in lockstep.
-    """
-    for step in range(num_steps):
-        parts = []
-        for shard in shards:
-            n = len(next(iter(shard.values())))
-            start = step * batch_per_shard
-            stop = min(start + batch_per_shard, n)
-            real = max(stop - start, 0)
-            part = {}
-            for k, v in shard.items():
-                chunk = v[start:stop] if real else v[:0]
-                pad = np.zeros((batch_per_shard - real, *v.shape[1:]), v.dtype)
-                part[k] = np.concatenate([chunk, pad])
-            part["mask"] = (np.arange(batch_per_shard) < real).astype(np.float32)
-            parts.append(part)
-        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        mask = batch.pop("mask")
-        batch = preprocess(batch)
-        batch["mask"] = mask
-        yield batch
 
 
 def scale_to_unit(batch: Batch) -> Batch:

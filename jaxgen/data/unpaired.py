@@ -23,140 +23,23 @@ so the reference's deterministic resize happens once at load time and training o
 flips. Load the training split at ``load_size`` (286 for 256 crops) and the test split at
 ``crop_size`` (the reference evaluates with load_size = crop_size, no crop, no flip).
 
-:class:`UnpairedLoader` draws a training batch as a pure function of ``(seed, shard, step)``
-like :class:`jaxgen.data.pipeline.TrainLoader`: each domain of each shard is an endless stream
-of epoch permutations, so the smaller domain simply wraps around more often; an epoch of the
-step schedule covers the larger domain once (the reference's dataset length max(|A|, |B|)).
+Training batches of these domains: :class:`jaxgen.data.loaders.UnpairedLoader`; image files:
+:mod:`jaxgen.data.image_io`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
 from jaxgen.data import DEBIAN_DIR, pipeline
-from jaxgen.data.pipeline import to_signed_unit, to_uint8
+from jaxgen.data.image_io import convert_channels, list_images, pil_mode, read_images, resize_square
 
 SOURCES = ("tfds", "folders", "fashion_mnist")
 DOMAINS = ("x", "y")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 Domains = dict[str, list[np.ndarray]]
-
-# Seed-sequence tags keep the permutation and augmentation streams of one shard apart even
-# when an epoch number equals a step number.
-_PERMUTATION, _AUGMENTATION = 0, 1
-
-
-# ---------------------------------------------------------------------------------------------
-# Image helpers (host side, uint8)
-# ---------------------------------------------------------------------------------------------
-
-
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Bicubic resize of one uint8 ``[H, W, C]`` image to ``[size, size, C]`` (PIL).
-
-    Non-square images are squashed, as the reference's ``Resize([size, size])`` does.
-    """
-    if image.shape[:2] == (size, size):
-        return image
-    squeeze = image.shape[-1] == 1
-    pil = Image.fromarray(image[..., 0] if squeeze else image)
-    out = np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC))
-    return out[..., None] if squeeze else out
-
-
-def _convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """uint8 ``[H, W, C]`` → ``[H, W, channels]`` (RGB or luminance, as PIL converts)."""
-    if image.shape[-1] == channels:
-        return image
-    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    out = np.asarray(pil.convert(_pil_mode(channels)))
-    return out[..., None] if channels == 1 else out
-
-
-def _pil_mode(channels: int) -> str:
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
-    return "L" if channels == 1 else "RGB"
-
-
-def list_images(folder: str) -> list[str]:
-    """Sorted names of the png/jpg/jpeg files in `folder`; an error naming it when none."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"image folder {folder} does not exist.")
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise FileNotFoundError(
-            f"image folder {folder} holds no {'/'.join(IMAGE_EXTENSIONS)} files."
-        )
-    return names
-
-
-def _read_images(paths: Sequence[str], *, size: int | None, channels: int) -> np.ndarray:
-    mode = _pil_mode(channels)
-    images = []
-    for path in paths:
-        with Image.open(path) as pil:
-            image = np.asarray(pil.convert(mode))
-        image = image[..., None] if channels == 1 else image
-        images.append(image if size is None else resize_square(image, size))
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"images differ in size ({sorted(shapes)[:3]}...); pass a size to resize them."
-        )
-    return np.stack(images)
-
-
-def load_image_folder(
-    path: str, *, size: int | None, channels: int = 3
-) -> tuple[np.ndarray, list[str]]:
-    """All images of a folder (sorted by name), e.g. for translating a folder.
-
-    Args:
-      path: folder of png/jpg/jpeg files (not recursive).
-      size: square side to resize to (bicubic, only images of another size); None keeps the
-        stored size, which must then be the same for every image.
-      channels: 3 converts to RGB, 1 to grayscale (PIL's luminance).
-
-    Returns:
-      ``(images, filenames)``: uint8 ``[N, size, size, channels]`` and the file names.
-    """
-    names = list_images(path)
-    return _read_images([os.path.join(path, n) for n in names], size=size,
-                        channels=channels), names
-
-
-def save_images(images: np.ndarray, folder: str, filenames: Sequence[str]) -> list[str]:
-    """Write images in [−1, 1] as PNGs named after `filenames` (extension replaced by .png).
-
-    Args:
-      images: ``[N, H, W, C]`` with C = 1 or 3, values in [−1, 1].
-      folder: output folder, created if missing.
-      filenames: one name per image (e.g. from :func:`load_image_folder`).
-
-    Returns:
-      The written paths.
-    """
-    if len(images) != len(filenames):
-        raise ValueError(f"{len(images)} images but {len(filenames)} file names.")
-    os.makedirs(folder, exist_ok=True)
-    paths = []
-    for image, name in zip(to_uint8(images), filenames, strict=True):
-        path = os.path.join(folder, os.path.splitext(os.path.basename(name))[0] + ".png")
-        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
-        paths.append(path)
-    return paths
-
-
-# ---------------------------------------------------------------------------------------------
-# Sources
-# ---------------------------------------------------------------------------------------------
 
 
 def _split_parts(split: str) -> tuple[str, str]:
@@ -195,6 +78,9 @@ def load_tfds_domains(
       download: allow TFDS to download and prepare (needs internet); otherwise an unprepared
         dataset is a :class:`fashion_mnist.DatasetNotFoundError` naming ``tfds build``.
       swap_domains: X = A, Y = B instead.
+
+    A damaged file of the prepared dataset is a :class:`fashion_mnist.DatasetFileError` naming
+    it (:func:`sources.named_file_errors`).
     """
     import tensorflow_datasets as tfds
 
@@ -212,11 +98,12 @@ def load_tfds_domains(
         for i in shard_ids:
             # One example at a time: the images need not share a size (TFDS's Image feature
             # has shape (None, None, 3)), so they are resized before stacking.
-            ds = builder.as_dataset(split=subsplits[i]).map(lambda ex: ex["image"])
-            images = [
-                resize_square(_convert_channels(im, channels), load_size)
-                for im in tfds.as_numpy(ds)
-            ]
+            with sources.named_file_errors(builder, name, part):
+                ds = builder.as_dataset(split=subsplits[i]).map(lambda ex: ex["image"])
+                images = [
+                    resize_square(convert_channels(im, channels), load_size)
+                    for im in tfds.as_numpy(ds)
+                ]
             if not images:
                 raise ValueError(f"shard {i} of {name} split {part} is empty.")
             out[domain].append(np.stack(images))
@@ -260,7 +147,7 @@ def load_folder_domains(
             )
         paths = [os.path.join(folder, n) for n in names]
         out[domain] = [
-            _read_images(paths[_contiguous_shard(len(paths), num_shards, i)], size=load_size,
+            read_images(paths[_contiguous_shard(len(paths), num_shards, i)], size=load_size,
                          channels=channels)
             for i in shard_ids
         ]
@@ -278,7 +165,7 @@ def select_classes(
     """
     if class_x == class_y:
         raise ValueError(f"class_x and class_y are both {class_x}; the domains would coincide.")
-    _pil_mode(channels)
+    pil_mode(channels)
     out = {}
     for domain, cls in zip(DOMAINS, (class_x, class_y), strict=True):
         chosen = pipeline.pad_images(images[labels == cls], pad_to)
@@ -376,176 +263,3 @@ def load_unpaired_shards(
                                           pad_to=load_size, data_dir=data_dir,
                                           local_dir=local_dir, download=download)
     raise ValueError(f"unknown unpaired data source {source!r}; choose one of {SOURCES}.")
-
-
-# ---------------------------------------------------------------------------------------------
-# Preprocessing and batches
-# ---------------------------------------------------------------------------------------------
-
-
-def augment(
-    images: np.ndarray, rng: np.random.Generator, *, load_size: int, crop_size: int,
-    flip: bool,
-) -> np.ndarray:
-    """The reference's training transform: resize, random crop, random horizontal flip.
-
-    Args:
-      images: uint8 ``[B, H, W, C]``; resized (bicubic) only when not ``load_size`` square.
-      rng: source of the crop offsets and flips (one draw per image).
-      load_size: side before cropping (286 for 256 crops).
-      crop_size: output side; equal to ``load_size`` means no crop.
-      flip: flip each image left–right with probability ½.
-
-    Returns:
-      float32 ``[B, crop_size, crop_size, C]`` in [−1, 1].
-    """
-    if crop_size > load_size:
-        raise ValueError(f"crop_size={crop_size} exceeds load_size={load_size}.")
-    b = len(images)
-    tops = rng.integers(0, load_size - crop_size + 1, size=b)
-    lefts = rng.integers(0, load_size - crop_size + 1, size=b)
-    flips = rng.random(b) < 0.5 if flip else np.zeros(b, bool)
-    out = np.empty((b, crop_size, crop_size, images.shape[-1]), np.uint8)
-    for i, image in enumerate(images):
-        image = resize_square(image, load_size)
-        crop = image[tops[i] : tops[i] + crop_size, lefts[i] : lefts[i] + crop_size]
-        out[i] = crop[:, ::-1] if flips[i] else crop
-    return to_signed_unit(out)
-
-
-def make_eval_preprocess(size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 images → float32 [−1, 1] at ``size`` square (bicubic only where it differs)."""
-
-    def preprocess(images: np.ndarray) -> np.ndarray:
-        if images.shape[1:3] != (size, size):
-            images = np.stack([resize_square(im, size) for im in images])
-        return to_signed_unit(images)
-
-    return preprocess
-
-
-@dataclasses.dataclass
-class UnpairedLoader:
-    """Independently shuffled batches of both domains for the shards this process reads.
-
-    Domain d of local shard s (n examples) is an endless stream: stream position p holds
-    example ``perm_{d,s,p // n}[p % n]``, each permutation drawn from
-    ``(seed, shard id, d, epoch)``; step t takes positions ``t·b … t·b + b − 1``. So every
-    example of a domain is seen once per pass over that domain, the smaller domain wrapping
-    around more often, and a batch is a pure function of ``(seed, shard ids, step)``: a resumed
-    run sees exactly the batches of an uninterrupted one. The global batch is the concatenation
-    of the per-shard parts in shard order, as in :class:`pipeline.TrainLoader`.
-
-    Attributes:
-      x: uint8 ``[N_s, H, W, C]`` per local shard, domain X.
-      y: the same for domain Y (its own sizes).
-      shard_ids: the global id of each local shard.
-      batch_per_shard: examples of each domain taken from each shard per step.
-      seed: base seed of the shuffles and augmentations.
-      load_size: side before cropping; stored images of another size are resized per batch.
-      crop_size: side of the output images.
-      flip: random horizontal flips.
-      longest_shard: the longest shard of either domain over all processes, for
-        :attr:`steps_per_epoch`; None uses the longest local one (exact on one process).
-    """
-
-    x: list[np.ndarray]
-    y: list[np.ndarray]
-    shard_ids: list[int]
-    batch_per_shard: int
-    seed: int
-    load_size: int
-    crop_size: int
-    flip: bool = True
-    longest_shard: int | None = None
-
-    def __post_init__(self):
-        for domain in DOMAINS:
-            shards = getattr(self, domain)
-            if len(shards) != len(self.shard_ids):
-                raise ValueError(
-                    f"{len(shards)} {domain} shards for {len(self.shard_ids)} shard ids."
-                )
-            if any(len(s) == 0 for s in shards):
-                raise ValueError(f"an empty {domain} shard; every shard needs examples.")
-        if self.crop_size > self.load_size:
-            raise ValueError(f"crop_size={self.crop_size} exceeds load_size={self.load_size}.")
-        self._perms: dict[tuple[int, int, int], np.ndarray] = {}
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Steps per pass over the larger domain: ceil(longest shard / batch_per_shard).
-
-        With even shards this is ceil(max(|X|, |Y|) / global batch), the reference's epoch.
-        """
-        longest = self.longest_shard or max(len(s) for d in DOMAINS for s in getattr(self, d))
-        return math.ceil(longest / self.batch_per_shard)
-
-    def _permutation(self, domain: int, shard_index: int, epoch: int) -> np.ndarray:
-        shard_id = self.shard_ids[shard_index]
-        key = (domain, shard_id, epoch)
-        if key not in self._perms:
-            if len(self._perms) > 8 * len(self.shard_ids):
-                self._perms.clear()
-            n = len((self.x, self.y)[domain][shard_index])
-            rng = np.random.default_rng([self.seed, shard_id, domain, _PERMUTATION, epoch])
-            self._perms[key] = rng.permutation(n)
-        return self._perms[key]
-
-    def _indices(self, domain: int, shard_index: int, step: int) -> np.ndarray:
-        n = len((self.x, self.y)[domain][shard_index])
-        positions = step * self.batch_per_shard + np.arange(self.batch_per_shard)
-        epochs, offsets = np.divmod(positions, n)
-        out = np.empty_like(positions)
-        # A batch may straddle epochs (always when b > n); each part uses its own permutation.
-        for epoch in np.unique(epochs):
-            where = epochs == epoch
-            out[where] = self._permutation(domain, shard_index, int(epoch))[offsets[where]]
-        return out
-
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        """``{"x", "y"}``: float32 ``[b·local shards, crop, crop, C]`` in [−1, 1] for `step`."""
-        out = {}
-        for d, name in enumerate(DOMAINS):
-            parts = []
-            for s, shard in enumerate(getattr(self, name)):
-                rng = np.random.default_rng(
-                    [self.seed, self.shard_ids[s], d, _AUGMENTATION, step]
-                )
-                parts.append(augment(shard[self._indices(d, s, step)], rng,
-                                     load_size=self.load_size, crop_size=self.crop_size,
-                                     flip=self.flip))
-            out[name] = np.concatenate(parts)
-        return out
-
-
-def iterate_domain(
-    shards: list[np.ndarray],
-    *,
-    batch_per_shard: int,
-    preprocess: Callable[[np.ndarray], np.ndarray] = to_signed_unit,
-    num_steps: int | None = None,
-) -> Iterator[pipeline.Batch]:
-    """Every image of one domain's local shards once, in order, in fixed-size batches.
-
-    A thin wrapper of :func:`pipeline.eval_batches`: batches are ``{"image", "mask"}`` with
-    zero padding (mask 0.0) at the end.
-
-    Args:
-      shards: uint8 ``[N_s, H, W, C]`` per local shard.
-      batch_per_shard: images taken from each shard per batch.
-      preprocess: uint8 images → model inputs (default: float32 in [−1, 1]; use
-        :func:`make_eval_preprocess` to resize).
-      num_steps: batches to yield; must be the same on every process (the global longest
-        shard over `batch_per_shard`, rounded up). None: from the local shards.
-    """
-    if num_steps is None:
-        num_steps = math.ceil(max(len(s) for s in shards) / batch_per_shard)
-
-    def preprocess_batch(batch: pipeline.Batch) -> pipeline.Batch:
-        return {**batch, "image": preprocess(batch["image"])}
-
-    return pipeline.eval_batches(
-        [{"image": s} for s in shards], batch_per_shard=batch_per_shard, num_steps=num_steps,
-        preprocess=preprocess_batch,
-    )

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from jaxgen.training.checkpoint import Checkpointer
+from jaxgen.training.checkpoint import Checkpointer, all_finite
 from jaxgen.training.metrics import MetricWriter
 from jaxgen.training.parallel import DataParallel
 
@@ -27,8 +27,15 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a non-finite metric; the last good checkpoint was left untouched."""
 
 
-def _add(a, b):
-    return a + b  # stays on the device: no host sync per step
+def _stopped(checkpointer: Checkpointer) -> str:
+    """The end of a non-finite error: where training can resume from, and what to change."""
+    good = checkpointer.latest_step()
+    where = (f"the last good checkpoint (step {good}) in {checkpointer.directory} is intact: "
+             "lower the learning rate or enable gradient clipping (optimizer.grad_clip_norm) "
+             "and rerun with --allow_config_change to resume from it" if good is not None else
+             f"no good checkpoint is in {checkpointer.directory}: start afresh (a new workdir) "
+             "with a lower learning rate or gradient clipping (optimizer.grad_clip_norm)")
+    return f"training stopped; {where}."
 
 
 def fit(
@@ -80,7 +87,7 @@ def fit(
             "raise the step budget or use a fresh workdir."
         )
     device_state = parallel.replicate(state)
-    window, window_steps, last, last_eval = None, 0, {}, {}
+    window, window_steps, last, last_eval = [], 0, {}, {}
     bar = tqdm(total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,
                dynamic_ncols=True, unit="step")
     window_start = time.perf_counter()
@@ -88,34 +95,47 @@ def fit(
         for step in range(start, num_steps):
             batch = parallel.shard_batch(batch_for_step(step))
             device_state, metrics = train_step(device_state, batch, train_key)
-            window = metrics if window is None else jax.tree.map(_add, window, metrics)
+            window.append(metrics)  # device arrays: no host sync per step
             window_steps += 1
             done = step + 1
             saving = checkpointer.should_save(done) or done == num_steps
             if done % log_every == 0 or saving:
-                sums = parallel.fetch(window)
-                last = {f"train/{k}": float(v) / window_steps for k, v in sums.items()}
+                per_step = parallel.fetch(window)
+                last = {f"train/{k}": float(np.mean([m[k] for m in per_step]))
+                        for k in per_step[0]}
                 bad = sorted(k for k, v in last.items() if not math.isfinite(v))
                 if bad:
+                    first = done - window_steps + 1 + next(
+                        i for i, m in enumerate(per_step)
+                        if not all(np.isfinite(float(v)) for v in m.values()))
+                    # The metrics of step `first` came from the state after step first − 1:
+                    # a checkpoint of that state is not good, however finite its numbers.
+                    aside = ""
+                    if checkpointer.latest_step() == first - 1:
+                        aside = (f" the checkpoint of the state that gave it (step {first - 1}) "
+                                 f"was moved to {checkpointer.reject(first - 1)};")
                     raise NonFiniteLossError(
-                        f"non-finite {', '.join(bad)} between steps {done - window_steps + 1} "
-                        f"and {done}; training stopped and the last good checkpoint (step "
-                        f"{checkpointer.latest_step()}) in {checkpointer.directory} is intact. "
-                        "Lower the learning rate or enable gradient clipping, then rerun the "
-                        "same command to resume from it."
-                    )
+                        f"non-finite {', '.join(bad)} at step {first};{aside} "
+                        + _stopped(checkpointer))
                 elapsed = time.perf_counter() - window_start
                 last["train/steps_per_s"] = window_steps / max(elapsed, 1e-9)
                 writer.write_scalars(done, last)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in last.items()})
-                window, window_steps, window_start = None, 0, time.perf_counter()
+                window, window_steps, window_start = [], 0, time.perf_counter()
+            if saving:
+                # The loss of a step is computed before its update: check the state the update
+                # produced, so that no checkpoint ever holds non-finite parameters.
+                if not all_finite(device_state):
+                    raise NonFiniteLossError(
+                        f"the state after step {done} has non-finite parameters or optimizer "
+                        "state; " + _stopped(checkpointer))
+                checkpointer.save(done, parallel.fetch(device_state), force=done == num_steps)
+            # Evaluate after saving: an evaluation error never costs training steps.
             if evaluate is not None and (
                 done == num_steps or (eval_every and done % eval_every == 0)
             ):
                 last_eval = dict(evaluate(device_state, done))
                 writer.write_scalars(done, last_eval)
-            if saving:
-                checkpointer.save(done, parallel.fetch(device_state), force=done == num_steps)
             bar.update(1)
     finally:
         bar.close()

@@ -12,7 +12,8 @@ import os
 from collections.abc import Mapping
 
 import numpy as np
-from PIL import Image
+
+from jaxgen.data.image_io import write_png
 
 
 def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 1) -> np.ndarray:
@@ -66,7 +67,7 @@ class MetricWriter:
             return None
         grid = image_grid(images, **grid_kwargs)
         path = os.path.join(self.workdir, "images", f"{name}_{step:07d}.png")
-        Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+        write_png(path, grid)
         self._tb.add_image(name, grid, step, dataformats="HWC")
         return path
 

@@ -33,10 +33,12 @@ class TrainState(train_state.TrainState):
                model_state: Any = None, **kwargs) -> TrainState:
         """Create a state at step 0; keeps an EMA copy of the params when ``ema_decay`` > 0."""
         ema_params = jax.tree.map(lambda p: p, params) if ema_decay > 0 else None
-        return super().create(
+        state = super().create(
             apply_fn=apply_fn, params=params, tx=tx, ema_params=ema_params, ema_decay=ema_decay,
             model_state=dict(model_state or {}), **kwargs,
         )
+        # An array, as a restored checkpoint holds it: the compiled step sees one signature.
+        return state.replace(step=jnp.zeros((), jnp.int32))
 
     @property
     def variables(self) -> dict[str, Any]:

@@ -52,3 +52,10 @@ def main_command(config: str, workdir: str, overrides: dict, *extra: str) -> lis
 def run_main(config: str, workdir: str, overrides: dict, *extra: str, env=None, timeout=300):
     return subprocess.run(main_command(config, workdir, overrides, *extra), cwd=REPO_ROOT,
                           env=env or clean_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def run_config(config, workdir: str, mode: str = "train") -> dict:
+    """Run `mode` of an experiment config in this process, as ``experiments.main`` does."""
+    from experiments import runner, settings
+
+    return runner.run(*settings.from_config_dict(config), str(workdir), mode)

@@ -7,8 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from experiments import cyclegan
-from tests.experiments.helpers import load_config
+from tests.experiments.helpers import load_config, run_config
 
 CG_TINY = {
     "train.num_steps": 2, "train.batch_size": 4, "train.log_every": 1,
@@ -43,7 +42,7 @@ def test_train_resume_evaluate_translate(source, tmp_path):
         overrides["data.root"] = str(tmp_path / "data")
     workdir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=60, data_dir=str(tmp_path / "tfds")):
-        summary = cyclegan.train_and_evaluate(load_config("cyclegan_fmnist", overrides), workdir)
+        summary = run_config(load_config("cyclegan_fmnist", overrides), workdir)
         assert summary["step"] == 2
         for name in ("cycle_l1", "identity_l1", "g_adv", "f_adv", "d_x_loss", "d_y_loss"):
             assert np.isfinite(summary[f"train/{name}"])
@@ -54,16 +53,16 @@ def test_train_resume_evaluate_translate(source, tmp_path):
         assert any(g.startswith("translation_y") for g in grids)
         config = load_config("cyclegan_fmnist", {**overrides, "train.num_steps": 3})
         if source == "fashion_mnist":  # resuming does not depend on the source
-            assert cyclegan.train_and_evaluate(config, workdir)["step"] == 3
+            assert run_config(config, workdir)["step"] == 3
         if source != "folders":
-            out = cyclegan.translate(config, workdir)  # the test split of domain X
+            out = run_config(config, workdir, "translate")  # the test split of domain X
             assert out["num_images"] > 0
     if source == "folders":
         config = load_config("cyclegan_fmnist", {
             **overrides, "translate.direction": "y2x",
             "translate.input_dir": str(tmp_path / "data" / "testB"),
             "translate.output_dir": str(tmp_path / "out")})
-        out = cyclegan.translate(config, workdir)
+        out = run_config(config, workdir, "translate")
         assert sorted(os.listdir(tmp_path / "out")) == ["0.png", "1.png", "2.png", "3.png"]
         image = np.asarray(Image.open(tmp_path / "out" / "0.png"))
         assert image.shape == (32, 32, 3)

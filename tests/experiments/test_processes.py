@@ -32,7 +32,7 @@ def final_params(workdir):
     x0 = np.zeros((1, 28, 28, 1), np.float32)
     params = model.init(jax.random.key(0), x0, jax.random.key(1))["params"]
     target = TrainState.create(apply_fn=None, params=params, tx=optax.adam(1e-3))
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, keep=1)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, keep=1, read_only=True)
     state = ckpt.restore(target)
     return int(state.step), state.params
 

@@ -64,7 +64,7 @@ def train(workdir, num_steps, poison_from=None, every=2):
 
 def test_round_trip_and_keep_last(tmp_path):
     state, _, _ = train(str(tmp_path), num_steps=6)
-    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2, read_only=True)
     assert sorted(int(s) for s in os.listdir(tmp_path / "ckpt") if s.isdigit()) == [4, 6]
     restored = ckpt.restore(toy_state())
     assert int(restored.step) == 6
@@ -83,7 +83,7 @@ def test_resume_continues_exactly(tmp_path):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"non-finite train/loss.*step 4\)"):
         train(str(tmp_path), num_steps=10, poison_from=5)
-    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2, read_only=True)
     assert ckpt.latest_step() == 4
     good = ckpt.restore(toy_state())
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(good))
@@ -102,7 +102,8 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path):
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
-        Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2).restore(toy_state())
+        Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2,
+                     read_only=True).restore(toy_state())
 
 
 def test_unfinished_saves_are_removed(tmp_path):
@@ -114,3 +115,29 @@ def test_unfinished_saves_are_removed(tmp_path):
     (leftover / "partial").write_text("x")
     ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=3)
     assert not leftover.exists() and ckpt.latest_step() == 4
+
+
+def test_one_writer_per_directory_and_readers_do_not_lock(tmp_path):
+    from jaxgen.training.checkpoint import WorkdirLockedError
+
+    first = Checkpointer(str(tmp_path / "ckpt"), every_steps=1, keep=1)
+    with pytest.raises(WorkdirLockedError, match=f"pid {os.getpid()} on host"):
+        Checkpointer(str(tmp_path / "ckpt"), every_steps=1, keep=1)
+    first.save(1, toy_state(), force=True)
+    reader = Checkpointer(str(tmp_path / "ckpt"), every_steps=1, keep=1, read_only=True)
+    assert int(reader.restore(toy_state()).step) == 0 and reader.latest_step() == 1
+    with pytest.raises(RuntimeError, match="read-only"):
+        reader.save(2, toy_state())
+    first.close()
+    Checkpointer(str(tmp_path / "ckpt"), every_steps=1, keep=1).close()  # released
+
+
+def test_a_checkpoint_whose_state_diverged_is_set_aside(tmp_path):
+    """The step after checkpoint 4 gives a NaN loss: checkpoint 4 was saved from a state with
+    finite numbers (the loss of step 4 came before its update), yet it is what diverged. It is
+    moved aside, so that the error and a rerun point at checkpoint 2."""
+    with pytest.raises(NonFiniteLossError, match="non-finite train/loss at step 5.*step 2\\)"):
+        train(str(tmp_path), num_steps=10, poison_from=4)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2, read_only=True)
+    assert ckpt.latest_step() == 2
+    assert os.listdir(tmp_path / "ckpt_rejected") == ["4"]

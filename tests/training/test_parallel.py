@@ -4,31 +4,26 @@ import chex
 import jax
 import numpy as np
 import pytest
-from ml_collections import ConfigDict
 
-from experiments import common
-from experiments.autoencoders import make_terms, make_train_body
-from experiments.configs.base import get_base_config
-from jaxgen.models.autoencoders import make_autoencoder
-from jaxgen.training import DataParallel, RetraceError, TrainState, with_step_key
+from jaxgen.families.autoencoder import (
+    Autoencoder,
+    AutoencoderConfig,
+    AutoencoderLoss,
+    AutoencoderModel,
+)
+from jaxgen.training import DataParallel, RetraceError, with_step_key
+from jaxgen.training.optim import OptimizerConfig, make_optimizer
 
 
 def tiny_vae_setup():
-    config = ConfigDict({
-        "loss": {"reconstruction": "bce", "beta": 1.0, "gaussian_logvar": 0.0,
-                 "corruption": "gaussian", "corruption_level": 0.1},
-    })
-    config.optimizer = get_base_config().optimizer
-    config.optimizer.learning_rate = 1e-2
-    model = make_autoencoder(architecture="mlp", image_shape=(8, 8, 1), latent_dim=3,
-                             variational=True, hidden=(16,))
-    x0 = np.zeros((1, 8, 8, 1), np.float32)
-    params = model.init(jax.random.key(0), x0, jax.random.key(1))["params"]
-    state = TrainState.create(apply_fn=model.apply, params=params,
-                              tx=common.make_optimizer(config.optimizer))
-    body = make_train_body(make_terms(model, config))
+    family = Autoencoder(AutoencoderConfig(
+        model=AutoencoderModel(latent_dim=3, hidden=(16,), init="lecun"),
+        loss=AutoencoderLoss(gaussian_logvar=0.0, corruption="gaussian", corruption_level=0.1)),
+        image_shape=(8, 8, 1))
+    tx = make_optimizer(OptimizerConfig(learning_rate=1e-2), num_steps=3)
+    state = family.init(jax.random.key(0), tx)
     images = np.random.default_rng(0).uniform(size=(3, 16, 8, 8, 1)).astype(np.float32)
-    return state, body, images
+    return state, family.train_body, images
 
 
 def run(parallel, state, body, images, steps=3):

@@ -8,6 +8,12 @@ one per example, where index ``t`` is the paper's step ``t + 1`` (see
 :mod:`jaxgen.math.diffusion.schedules`). Per-timestep coefficients broadcast over the trailing
 axes. Timestep values are range-checked on concrete inputs; under ``jax.jit``, where they cannot
 be, an out-of-range timestep yields NaN rather than a silently wrapped or clamped table entry.
+
+Timestep dtypes: every standard integer dtype (:data:`TIMESTEP_DTYPES`: int8/16/32/64,
+uint8/16/32/64) gives exactly the result of int32; any other dtype (floating, bool, int4, …) is
+a ``TypeError``. The range test is done in t's own dtype without converting T into it, so a
+small dtype (int8 with T = 1000) neither overflows nor wraps. (With 64-bit mode off, JAX itself
+narrows int64/uint64 arguments of a jitted function to 32 bits before this code sees them.)
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from jaxgen import validation
 from jaxgen.math.diffusion.schedules import Schedule
 
 VARIANCE_KINDS = ("small", "large")
+TIMESTEP_DTYPES = tuple(
+    np.dtype(d) for d in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+)
 
 
 def _check_x(name: str, x) -> None:
@@ -34,11 +43,12 @@ def _check_timesteps(schedule: Schedule, t, batch_size: int | None) -> None:
 
     ``batch_size=None`` accepts any length B.
     """
-    dtype = t.dtype if hasattr(t, "dtype") else np.asarray(t).dtype
-    if not jnp.issubdtype(dtype, jnp.integer):
+    dtype = np.dtype(t.dtype if hasattr(t, "dtype") else np.asarray(t).dtype)
+    if dtype not in TIMESTEP_DTYPES:
         raise TypeError(
-            f"t must be an integer array of 0-based timesteps, got dtype {dtype}; "
-            "e.g. `jnp.full((batch,), t, jnp.int32)`."
+            f"t must be an integer array of 0-based timesteps, got dtype {dtype}; use one of "
+            f"{', '.join(d.name for d in TIMESTEP_DTYPES)}, e.g. `jnp.full((batch,), t, "
+            "jnp.int32)`."
         )
     if np.ndim(t) != 1 or (batch_size is not None and np.shape(t) != (batch_size,)):
         expected = "[B]" if batch_size is None else f"[B] = ({batch_size},)"
@@ -66,10 +76,18 @@ def _gather(table: jax.Array, t: jax.Array) -> jax.Array:
     Traced timesteps cannot be range-checked, and a plain gather would wrap negative indices
     and clamp large ones into plausible-looking values; NaN makes the mistake visible.
     """
+    t = jnp.asarray(t)
     num_timesteps = table.shape[0]
-    valid = (t >= 0) & (t < num_timesteps)
-    values = jnp.take(table, jnp.clip(t, 0, num_timesteps - 1), axis=0)
-    return jnp.where(valid, values, jnp.nan)
+    info = jnp.iinfo(t.dtype)
+    # Compare in t's dtype, and only against bounds it can hold: converting T = 1000 to int8
+    # would wrap, and every timestep would then look out of range.
+    valid = jnp.ones(jnp.shape(t), bool)
+    if info.min < 0:
+        valid &= t >= 0
+    if info.max >= num_timesteps:
+        valid &= t < num_timesteps
+    index = jnp.where(valid, t, 0).astype(jnp.int32)  # valid values are < T ≤ 2³¹
+    return jnp.where(valid, jnp.take(table, index, axis=0), jnp.nan)
 
 
 def _extract(table: jax.Array, t: jax.Array, x: jax.Array) -> jax.Array:

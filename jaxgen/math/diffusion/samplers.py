@@ -150,6 +150,7 @@ def ddim_timesteps(
             f"timesteps must lie in [0, T-1] = [0, {num_timesteps - 1}] (0-based), got values "
             f"in [{ts.min()}, {ts.max()}]."
         )
+    ts = ts.astype(np.int64)  # np.diff of an unsigned dtype wraps: [5, 3] would pass as rising
     if np.any(np.diff(ts) <= 0):
         raise ValueError(f"timesteps must be strictly increasing, got {ts.tolist()}.")
     return ts.astype(np.int32)

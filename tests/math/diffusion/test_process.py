@@ -207,3 +207,66 @@ def test_clear_errors_for_bad_inputs():
         diffusion.l_simple(jnp.zeros((2, 3)), jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match="unknown variance 'medium'"):
         diffusion.model_variance(SCHEDULE, jnp.array([0, 1]), x0, variance="medium")
+
+
+# --- timestep dtypes -------------------------------------------------------------------------
+
+X0 = jnp.asarray((2 * np.arange(0, 240, 20).reshape(4, 3) / 255 - 1), jnp.float32)  # 8-bit grid
+X_T = jnp.asarray(np.linspace(-2, 2, 4 * 3).reshape(4, 3), jnp.float32)
+EPS = jnp.asarray(np.linspace(1, -1, 4 * 3).reshape(4, 3), jnp.float32)
+# Every public function that takes timesteps t, as f(t) -> a pytree of arrays.
+TIMESTEP_FUNCTIONS = {
+    "q_sample": lambda t: diffusion.q_sample(SCHEDULE, X0, t, jax.random.key(0)),
+    "q_sample_from_noise": lambda t: diffusion.q_sample_from_noise(SCHEDULE, X0, t, EPS),
+    "q_posterior": lambda t: diffusion.q_posterior(SCHEDULE, X0, X_T, t),
+    "predict_x0_from_eps": lambda t: diffusion.predict_x0_from_eps(SCHEDULE, X_T, t, EPS),
+    "predict_eps_from_x0": lambda t: diffusion.predict_eps_from_x0(SCHEDULE, X_T, t, X0),
+    "model_mean_from_eps": lambda t: diffusion.model_mean_from_eps(SCHEDULE, X_T, t, EPS),
+    "model_variance": lambda t: diffusion.model_variance(SCHEDULE, t, X_T, variance="large"),
+    "p_mean_variance": lambda t: diffusion.p_mean_variance(SCHEDULE, X_T, t, EPS, clip_x0=True),
+    "vlb_weight": lambda t: diffusion.vlb_weight(SCHEDULE, t),
+    "vlb_term": lambda t: diffusion.vlb_term(SCHEDULE, X0, X_T, t, EPS),
+}
+INTEGER_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+T_VALUES = np.array([0, 1, 100, 127])  # fits every integer dtype
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("name", sorted(TIMESTEP_FUNCTIONS))
+def test_every_integer_timestep_dtype_gives_the_int32_result(name):
+    f = TIMESTEP_FUNCTIONS[name]
+    want, want_jit = f(T_VALUES.astype(np.int32)), jax.jit(f)(T_VALUES.astype(np.int32))
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(want))
+    for dtype in INTEGER_DTYPES:
+        t = T_VALUES.astype(dtype)
+        assert_trees_equal(f(t), want)  # NumPy input
+        assert_trees_equal(f(jnp.asarray(t)), want)  # jax.Array (64-bit ones narrowed by JAX)
+        assert_trees_equal(jax.jit(f)(t), want_jit)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bool", "int4", "complex64"])
+def test_other_timestep_dtypes_are_refused_by_name(dtype):
+    t = jnp.asarray(np.array([0, 1, 1, 0]).astype(dtype) if dtype != "int4" else
+                    jnp.array([0, 1, 1, 0], jnp.int4))
+    for f in TIMESTEP_FUNCTIONS.values():
+        with pytest.raises(TypeError, match=rf"got dtype {dtype}; use one of int8, int16"):
+            f(t)
+
+
+def test_out_of_range_timesteps_of_small_dtypes_under_jit_give_nan():
+    # Traced values are not range-checked. T = 200: uint8 250 is out of range, int8 127 in.
+    schedule = diffusion.make_schedule("linear", num_timesteps=200)
+    x0, noise = jnp.ones((3, 2)), jnp.ones((3, 2))
+    f = jax.jit(diffusion.q_sample_from_noise)
+    for t, finite in ((np.array([5, 250, 199], np.uint8), [1, 0, 1]),
+                      (np.array([127, -1, -128], np.int8), [1, 0, 0]),
+                      (np.array([3, 2**31 + 3, 2**32 - 1], np.uint32), [1, 0, 0]),
+                      (np.array([3, 200, 32767], np.int16), [1, 0, 0])):
+        x_t = np.asarray(f(schedule, x0, t, noise))
+        np.testing.assert_array_equal(np.isfinite(x_t).all(axis=1), np.array(finite, bool))
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 199\], got values in \[5.0, 250"):
+        diffusion.q_sample_from_noise(schedule, x0, np.array([5, 250, 199], np.uint8), noise)

@@ -162,3 +162,12 @@ def test_clear_errors_for_invalid_timesteps_and_options():
         diffusion.ddpm_sample(eps_fn, SCHEDULE, x_T, key, variance="learned")
     with pytest.raises(ValueError, match="eps_fn must return noise shaped like x"):
         diffusion.ddim_sample(lambda x, t: x[:, :1], SCHEDULE, x_T, key, num_steps=5)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int64", "uint8", "uint16", "uint32"])
+def test_ddim_timesteps_of_any_integer_dtype(dtype):
+    np.testing.assert_array_equal(
+        diffusion.ddim_timesteps(200, timesteps=np.array([2, 5, 9], dtype)), [2, 5, 9])
+    # Unsigned differences wrap: [5, 3] must still be seen as decreasing.
+    with pytest.raises(ValueError, match="strictly increasing"):
+        diffusion.ddim_timesteps(200, timesteps=np.array([5, 3], dtype))
