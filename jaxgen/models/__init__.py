@@ -1,5 +1,4 @@
-"""flax.linen models: autoencoders/VAEs, the DDPM UNet, DCGAN and CycleGAN networks, and the
-Fashion-MNIST classifier whose features the evaluation metrics use."""
+"""flax.linen models: autoencoders/VAEs, the DDPM UNet, DCGAN and CycleGAN networks."""
 
 from jaxgen.models.autoencoders import VAE, Autoencoder, make_autoencoder
 from jaxgen.models.classifier import Classifier
