@@ -1,0 +1,27 @@
+"""Evaluation metrics for every model family, computed on the host in float64 NumPy.
+
+Sample quality on feature vectors (``[N, D]``, e.g. the penultimate activations of
+:class:`jaxgen.models.Classifier`): :func:`frechet_distance` and its helpers, :func:`kid`,
+:func:`precision_recall`; diversity of predicted labels: :func:`label_entropy`; reconstruction
+quality: :func:`psnr`.
+"""
+
+from jaxgen.evaluation.metrics import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_features,
+    kid,
+    label_entropy,
+    precision_recall,
+    psnr,
+)
+
+__all__ = [
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "kid",
+    "label_entropy",
+    "precision_recall",
+    "psnr",
+]
