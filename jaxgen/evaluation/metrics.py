@@ -163,6 +163,18 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
+def _feature_pair(features1, features2) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature sets as float64 ``[N, D]`` with N ≥ 2 and one D."""
+    f1 = _as_features("features1", features1, min_samples=2)
+    f2 = _as_features("features2", features2, min_samples=2)
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(
+            f"features1 and features2 must have the same feature dimension D, got shapes "
+            f"{f1.shape} and {f2.shape}."
+        )
+    return f1, f2
+
+
 def frechet_distance_from_features(features1, features2) -> float:
     """:func:`frechet_distance` between Gaussians fitted to two sets of features.
 
@@ -174,13 +186,7 @@ def frechet_distance_from_features(features1, features2) -> float:
       The Fréchet distance (float). It is biased upwards for small N (Chong & Forsyth 2020,
       arXiv:1911.07023): compare values only at equal sample sizes, typically 10,000.
     """
-    f1 = _as_features("features1", features1, min_samples=2)
-    f2 = _as_features("features2", features2, min_samples=2)
-    if f1.shape[1] != f2.shape[1]:
-        raise ValueError(
-            f"features1 and features2 must have the same feature dimension D, got shapes "
-            f"{f1.shape} and {f2.shape}."
-        )
+    f1, f2 = _feature_pair(features1, features2)
     return frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
 
 
@@ -228,13 +234,7 @@ def kid(
       standard error describes the subset noise of this estimate, not the spread across
       independent sample sets.
     """
-    f1 = _as_features("features1", features1, min_samples=2)
-    f2 = _as_features("features2", features2, min_samples=2)
-    if f1.shape[1] != f2.shape[1]:
-        raise ValueError(
-            f"features1 and features2 must have the same feature dimension D, got shapes "
-            f"{f1.shape} and {f2.shape}."
-        )
+    f1, f2 = _feature_pair(features1, features2)
     if not isinstance(num_subsets, int | np.integer) or num_subsets < 1:
         raise ValueError(f"num_subsets must be a positive integer, got {num_subsets!r}.")
     if not isinstance(subset_size, int | np.integer) or subset_size < 2:

@@ -14,6 +14,13 @@ TINY = {
     "eval.batch_size": 8, "eval.max_examples": 16, "eval.num_images": 4,
     "model.hidden": (16,), "model.channels": (4, 8), "model.latent_dim": 3,
 }
+# A small VAE run on synthetic data, for the tests that start real processes.
+SMALL = {
+    "data.source": "synthetic", "data.synthetic_examples": 256, "train.batch_size": 8,
+    "train.log_every": 10, "train.progress": False, "model.hidden": (16,),
+    "model.latent_dim": 3, "eval.max_examples": 16, "eval.iwae_samples": 2,
+    "eval.iwae_max_examples": 8, "eval.iwae_batch_size": 4, "eval.num_images": 4,
+}
 VAE_TINY = {"eval.iwae_samples": 3, "eval.iwae_max_examples": 8, "eval.iwae_batch_size": 4}
 
 

@@ -9,14 +9,7 @@ import time
 
 import pytest
 
-from tests.experiments.helpers import REPO_ROOT, clean_env, main_command, run_main
-
-SMALL = {
-    "data.source": "synthetic", "data.synthetic_examples": 256, "train.batch_size": 8,
-    "train.log_every": 10, "train.progress": False, "model.hidden": (16,),
-    "model.latent_dim": 3, "eval.max_examples": 16, "eval.iwae_samples": 2,
-    "eval.iwae_max_examples": 8, "eval.iwae_batch_size": 4, "eval.num_images": 4,
-}
+from tests.experiments.helpers import REPO_ROOT, SMALL, clean_env, main_command, run_main
 
 
 def checkpoint_steps(workdir):
