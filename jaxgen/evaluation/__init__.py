@@ -3,9 +3,11 @@
 Sample quality on feature vectors (``[N, D]``, e.g. the penultimate activations of
 :class:`jaxgen.models.Classifier`): :func:`frechet_distance` and its helpers, :func:`kid`,
 :func:`precision_recall`; diversity of predicted labels: :func:`label_entropy`; reconstruction
-quality: :func:`psnr`.
+quality: :func:`psnr`. Features of images from any family: :class:`FeatureExtractor` and its
+pinned preprocessing :func:`to_classifier_input` (:mod:`jaxgen.evaluation.features`).
 """
 
+from jaxgen.evaluation.features import FeatureExtractor, to_classifier_input
 from jaxgen.evaluation.metrics import (
     feature_statistics,
     frechet_distance,
@@ -17,6 +19,7 @@ from jaxgen.evaluation.metrics import (
 )
 
 __all__ = [
+    "FeatureExtractor",
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_from_features",
@@ -24,4 +27,5 @@ __all__ = [
     "label_entropy",
     "precision_recall",
     "psnr",
+    "to_classifier_input",
 ]

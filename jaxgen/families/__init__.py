@@ -7,12 +7,13 @@ dataclass, one line in :data:`REGISTRY`, one config file in ``experiments/config
 
 from jaxgen.families.autoencoder import Autoencoder
 from jaxgen.families.base import EvalPass, Family, Preview
+from jaxgen.families.classifier import Classifier
 from jaxgen.families.cyclegan import CycleGAN
 from jaxgen.families.diffusion import Diffusion
 from jaxgen.families.gan import GAN
 
 REGISTRY: dict[str, type[Family]] = {
-    f.name: f for f in (Autoencoder, Diffusion, GAN, CycleGAN)
+    f.name: f for f in (Autoencoder, Diffusion, GAN, CycleGAN, Classifier)
 }
 
 

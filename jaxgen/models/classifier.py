@@ -32,6 +32,34 @@ from jaxgen import validation
 __all__ = ["Classifier"]
 
 
+class ExampleDropout(nn.Module):
+    """Dropout whose mask for each example depends only on the example's *global* index.
+
+    Like ``nn.Dropout`` (zero with probability ``rate``, scale the rest by 1/(1 − rate)), but
+    the mask of example i is drawn from ``fold_in(make_rng("dropout"), i)``, i counting over
+    every device of ``axis_name``: with the same key on every device, any number of devices
+    draws the masks one device would draw for the same global batch.
+
+    Attributes:
+      rate: the dropout probability, in [0, 1).
+      axis_name: the device axis (the batch is this device's shard), or None when not mapped.
+    """
+
+    rate: float
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        if deterministic or self.rate == 0.0:
+            return x
+        key = self.make_rng("dropout")
+        b = x.shape[0]
+        first = jax.lax.axis_index(self.axis_name) * b if self.axis_name is not None else 0
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, first + jnp.arange(b))
+        keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
+        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+
 class Classifier(nn.Module):
     """CNN: (conv3×3-BN-ReLU)×2 → maxpool → (conv3×3-BN-ReLU)×2 → maxpool → dense-BN-ReLU → logits.
 
@@ -39,7 +67,8 @@ class Classifier(nn.Module):
     → 14×14×64 → 7×7×64 → flatten (3,136) → 128 features → 10 logits; 468,138 parameters
     (no biases before BatchNorm) plus 640 BatchNorm running statistics. Dropout
     (``conv_dropout`` after each pooling, ``dense_dropout`` before the output layer) is active
-    only when ``train=True``.
+    only when ``train=True``; its masks are drawn per example (:class:`ExampleDropout`), so
+    they do not depend on the number of devices.
 
     Attributes:
       num_classes: number of output logits (10 for Fashion-MNIST).
@@ -100,11 +129,11 @@ class Classifier(nn.Module):
                 h = nn.Conv(width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(h)
                 h = nn.relu(self._batch_norm(train)(h))
             h = nn.max_pool(h, (2, 2), strides=(2, 2))
-            h = nn.Dropout(self.conv_dropout, deterministic=not train)(h)
+            h = ExampleDropout(self.conv_dropout, self.axis_name)(h, deterministic=not train)
         h = h.reshape((h.shape[0], -1))
         h = nn.Dense(self.feature_dim, use_bias=False, dtype=self.dtype)(h)
         features = nn.relu(self._batch_norm(train)(h))
-        h = nn.Dropout(self.dense_dropout, deterministic=not train)(features)
+        h = ExampleDropout(self.dense_dropout, self.axis_name)(features, deterministic=not train)
         logits = nn.Dense(self.num_classes, dtype=self.dtype)(h).astype(jnp.float32)
         if return_features:
             return logits, features.astype(jnp.float32)

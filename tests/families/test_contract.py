@@ -159,7 +159,8 @@ def test_evaluate_reports_the_documented_metrics(name, trained):
     assert all(np.isfinite(metrics[k]) for k in expected)
     assert metrics["step"] == 3
     assert os.path.exists(os.path.join(workdir, "eval_summary.json"))
-    assert os.listdir(os.path.join(workdir, "images"))
+    if r.family.samplers or r.family.previews():  # the grids of what the family draws
+        assert os.listdir(os.path.join(workdir, "images"))
 
 
 @pytest.mark.parametrize("name", NAMES)

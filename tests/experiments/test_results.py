@@ -1,0 +1,86 @@
+"""The results command end to end on synthetic data, with a classifier trained for 2 steps."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import features, results
+from jaxgen.data import pipeline
+from jaxgen.evaluation.features import to_classifier_input
+from tests.experiments.helpers import load_config, run_config
+
+NUM_SAMPLES = 12
+
+
+@pytest.fixture(scope="module")
+def workdirs(tmp_path_factory):
+    cls_dir = tmp_path_factory.mktemp("classifier")
+    run_config(load_config("tiny/classifier", {"train.num_steps": 2}), cls_dir)
+    vae_dir = tmp_path_factory.mktemp("vae")
+    run_config(load_config("tiny/autoencoder", {"train.num_steps": 2}), vae_dir)
+    return cls_dir, vae_dir
+
+
+def test_results_writes_every_metric_with_its_sample_count(workdirs, tmp_path):
+    cls_dir, vae_dir = workdirs
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.README_START}\nold\n{results.README_END}\noutro\n")
+    out = tmp_path / "out"
+    code = results.main(["--workdirs", str(vae_dir), "--classifier_workdir", str(cls_dir),
+                         "--num_samples", str(NUM_SAMPLES), "--output_dir", str(out),
+                         "--readme", str(readme)])
+    assert code == 0
+    report = json.loads((out / "results.json").read_text())
+    table = (out / "results.md").read_text()
+    reference, vae = report["rows"]
+    assert reference["family"] == "data" and vae["family"] == "autoencoder"
+    assert vae["step"] == 2 and vae["sampler"] == "prior"
+    quality = {"fd_fmnist", "kid_fmnist", "precision", "recall", "label_entropy_nats"}
+    for row in (reference, vae):
+        assert quality <= set(row["metrics"])
+        for name in quality:
+            m = row["metrics"][name]
+            assert m["num_samples"] == NUM_SAMPLES and m["num_reference"] == 48
+            assert np.isfinite(m["value"])
+        assert 0.0 <= row["metrics"]["precision"]["value"] <= 1.0
+        assert np.isfinite(row["metrics"]["kid_fmnist"]["se"])
+    own = {k: v for k, v in vae["metrics"].items() if k.startswith("eval/")}
+    assert {"eval/neg_elbo_nats", "eval/kl_nats", "eval/iwae3_nll_nats"} <= set(own)
+    assert own["eval/neg_elbo_nats"]["num_samples"] == 16  # the tiny eval.max_examples
+    assert own["eval/iwae3_nll_nats"]["num_samples"] == 8
+    f = report["features"]
+    assert f["step"] == 2 and f["seed"] == 0 and f["config"] == features.CONFIG_FILE
+    assert "center-cropped" in f["preprocessing"]
+    assert report["hardware"] and vae["train_wall_time_s"] > 0
+    assert vae["name"] in table and "real data" in table and "fd_fmnist" in table
+    text = readme.read_text()
+    assert "old" not in text and vae["name"] in text and text.endswith("outro\n")
+    assert not os.path.exists(os.path.join(vae_dir, "eval_summary.json"))  # read only
+
+
+def test_missing_classifier_names_the_command_that_trains_it(tmp_path, capsys):
+    with pytest.raises(features.MissingClassifierError) as e:
+        features.load_classifier(str(tmp_path / "classifier"))
+    assert features.train_command(str(tmp_path / "classifier")) in str(e.value)
+    assert "python -m experiments.main --config experiments/configs/classifier_fmnist.py" in (
+        str(e.value))
+    code = results.main(["--workdirs", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+                         "--classifier_workdir", str(tmp_path / "classifier")])
+    assert code == 2
+    assert "experiments/configs/classifier_fmnist.py" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_padded_images_are_cropped_back_and_rescaled():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)
+    unit = images.astype(np.float32) / 255.0
+    padded = pipeline.pad_images(images, 32).astype(np.float32) / 127.5 - 1.0  # [-1, 1]
+    np.testing.assert_allclose(to_classifier_input(padded, "symmetric", (28, 28)), unit,
+                               atol=1e-6)
+    np.testing.assert_array_equal(to_classifier_input(unit, "unit", (28, 28)), unit)
+    assert to_classifier_input(unit * 3 - 1, "unit", (28, 28)).min() == 0.0  # clipped
+    with pytest.raises(ValueError, match="never resized"):
+        to_classifier_input(unit, "unit", (32, 32))
