@@ -12,20 +12,19 @@ import time
 
 import jax
 import numpy as np
-import optax
 
-from jaxgen.models.autoencoders import make_autoencoder
-from jaxgen.training import Checkpointer, TrainState
+from jaxgen.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModel
+from jaxgen.training import Checkpointer
+from jaxgen.training.optim import OptimizerConfig, make_optimizer
 from tests.experiments.helpers import REPO_ROOT, SMALL, clean_env, main_command, run_main
 
 
 def final_params(workdir):
-    model = make_autoencoder(architecture="mlp", image_shape=(28, 28, 1), latent_dim=3,
-                             variational=True, hidden=(16,))
-    x0 = np.zeros((1, 28, 28, 1), np.float32)
-    params = model.init(jax.random.key(0), x0, jax.random.key(1))["params"]
-    target = TrainState.create(apply_fn=None, params=params, tx=optax.adam(1e-3))
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, keep=1, read_only=True)
+    family = Autoencoder(AutoencoderConfig(model=AutoencoderModel(latent_dim=3, hidden=(16,))),
+                         image_shape=(28, 28, 1))
+    target = family.init(jax.random.key(0), make_optimizer(OptimizerConfig(), num_steps=1))
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, keep=1,
+                        read_only=True)
     state = ckpt.restore(target)
     return int(state.step), state.params
 
