@@ -121,6 +121,7 @@ class Runner:
                                  {"image": x}, chunk=chunk, parallel=self.parallel,
                                  key=self.keys["preview"])
             k = rows.shape[1]
+            rows = rows[:max(1, n // k)]  # n images in all, k per test image
             self.writer.write_grid(step, name, to_unit(rows.reshape(-1, *rows.shape[2:]), rng),
                                    columns=k * max(1, 8 // k))
 
