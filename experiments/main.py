@@ -11,7 +11,9 @@ JAXGEN_PROCESS_ID).
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -47,7 +49,7 @@ def main(argv):
     del argv
     from jaxgen.training import distributed
 
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    multi = distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     import jax
 
     from experiments import runner, settings
@@ -58,11 +60,16 @@ def main(argv):
         summary = runner.run(run_settings, family_config, _WORKDIR.value, _MODE.value,
                              allow_config_change=_ALLOW_CHANGE.value)
     except _expected_errors() as e:
-        if _DEBUG.value:
+        if _DEBUG.value and not multi:
             raise
         print(f"error: {e}", file=sys.stderr)
         print("(add --debug for the full traceback)", file=sys.stderr)
-        sys.exit(2)
+        _exit(2, multi)
+    except BaseException:
+        if not multi:
+            raise
+        traceback.print_exc()
+        _exit(1, multi)
     if jax.process_index() == 0:
         for k in sorted(k for k in summary if k.startswith("eval/")):
             print(f"{k}: {summary[k]:.4f}")
@@ -70,6 +77,17 @@ def main(argv):
                         and not k.startswith(("eval/", "train/"))):
             print(f"{k}: {summary[k]}")
         print(f"outputs in {_WORKDIR.value}: checkpoints/, tensorboard/, images/, *.json")
+
+
+def _exit(code: int, multi: bool) -> None:
+    """Exit with `code`. In a multi-process job the process leaves at once, skipping JAX's
+    shutdown barrier (which would wait for the other processes while they wait for this one
+    in a collective): the others see the connection close and stop too."""
+    if multi:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

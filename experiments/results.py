@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ from experiments import features as features_lib
 from experiments import runner as runner_lib
 from jaxgen.data.datasets import ImageData
 from jaxgen.evaluation import metrics
+from jaxgen.training.metrics import write_json
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 PR_K = 3
@@ -181,8 +181,7 @@ def run(workdirs, *, classifier_workdir=features_lib.DEFAULT_WORKDIR, num_sample
     report = {"features": dict(extractor.provenance), "num_test": len(test),
               "num_samples": num_samples, "hardware": hardware(), "rows": rows}
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "results.json"), "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
+    write_json(os.path.join(output_dir, "results.json"), report)
     table = to_markdown(report)
     with open(os.path.join(output_dir, "results.md"), "w") as f:
         f.write(table)

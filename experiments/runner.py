@@ -8,6 +8,7 @@ writes files. Keys: one root key per run (``seed``), split into one key per purp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from jaxgen.data.datasets import KINDS
 from jaxgen.families.base import gather, to_unit
 from jaxgen.training import Checkpointer, DataParallel, MetricWriter, fit, split_named
 from jaxgen.training.collect import map_in_chunks, masked_sums, sum_over_batches
+from jaxgen.training.metrics import write_json
 from jaxgen.training.optim import make_optimizer
 from jaxgen.training.parallel import with_step_key
 from jaxgen.validation import ConfigError
@@ -45,6 +47,7 @@ class Runner:
         self.data = data_cls(settings.data, input_range=family_cls.input_range,
                              seed=settings.seed)
         self.family = family_cls(family_config, image_shape=self.data.image_shape)
+        check_same_settings(as_dict(settings, family_config))
         self.parallel = DataParallel(settings.train.parallel)
         self.keys = split_named(jax.random.key(settings.seed), KEY_PURPOSES)
         os.makedirs(workdir, exist_ok=True)
@@ -259,8 +262,7 @@ class Runner:
 
     def write_json(self, filename: str, payload: dict) -> None:
         if jax.process_index() == 0:
-            with open(os.path.join(self.workdir, filename), "w") as f:
-                json.dump(payload, f, indent=2, sort_keys=True)
+            write_json(os.path.join(self.workdir, filename), payload)
 
 
 # Settings that may change between the runs of one workdir without changing what it trains.
@@ -275,6 +277,31 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
+
+
+# Settings that may differ between the processes of one job (paths on each host, the bar).
+HOST_LOCAL = ("data.data_dir", "data.local_dir", "data.root", "train.progress")
+
+
+def check_same_settings(record: dict) -> None:
+    """In a multi-process job, stop every process with the same error when they were started
+    with different settings (anything but `HOST_LOCAL`): they would train different models
+    in lockstep, or wait forever for each other."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    shared = {k: v for k, v in _flatten(json.loads(json.dumps(record))).items()
+              if not k.startswith(HOST_LOCAL)}
+    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).digest()[:8]
+    mine = np.frombuffer(digest, np.uint32)
+    everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, mine.size)
+    differ = [i for i, d in enumerate(everyone) if not np.array_equal(d, everyone[0])]
+    if differ:
+        raise ConfigError(
+            f"the processes of this job were started with different settings (processes "
+            f"{differ} differ from process 0); start every process with the same --config "
+            f"and overrides (only {', '.join(HOST_LOCAL)} may differ).")
 
 
 def check_config_drift(workdir: str, record: dict, *, allow: bool) -> None:
@@ -296,8 +323,7 @@ def check_config_drift(workdir: str, record: dict, *, allow: bool) -> None:
                 "two runs. Use a new --workdir, or pass --allow_config_change to continue on "
                 "purpose.")
     if jax.process_index() == 0 and (saved is None or allow):
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
+        write_json(os.path.join(workdir, "config.json"), record)
 
 
 def check_finite(metrics: dict, what: str) -> None:

@@ -75,11 +75,19 @@ class MetricWriter:
         """Write ``summary.json`` in the workdir; return its path."""
         if not self.enabled:
             return None
-        path = os.path.join(self.workdir, "summary.json")
-        with open(path, "w") as f:
-            json.dump(summary, f, indent=2, sort_keys=True, default=float)
-        return path
+        return write_json(os.path.join(self.workdir, "summary.json"), summary)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def write_json(path: str, payload: Mapping) -> str:
+    """Write `payload` as JSON to `path` atomically (a temporary file renamed into place), so
+    that a reader (another process of the job, ``experiments.results``) sees the old file or
+    the new one, never a half-written one. Returns `path`."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=float)
+    os.replace(tmp, path)
+    return path

@@ -70,6 +70,39 @@ def free_port():
         return s.getsockname()[1]
 
 
+def run_job(tmp_path, processes, timeout=300):
+    """Start one process per ``(workdir, overrides)`` in `processes` as a multi-process job on
+    localhost; return their (returncode, stdout, stderr). Output goes to files (a full pipe
+    would block a process mid-collective); a job still running at `timeout` is killed."""
+    address = f"127.0.0.1:{free_port()}"
+    n = len(processes)
+    procs, logs = [], []
+    for i, (workdir, overrides) in enumerate(processes):
+        out, err = (open(tmp_path / f"process{i}.{s}", "w+") for s in ("out", "err"))  # noqa: SIM115
+        logs.append((out, err))
+        procs.append(subprocess.Popen(
+            main_command("vae_mlp", workdir, overrides, f"--coordinator_address={address}",
+                         f"--num_processes={n}", f"--process_id={i}"),
+            cwd=REPO_ROOT, env=clean_env(), stdout=out, stderr=err))
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    hung = [p.poll() is None for p in procs]
+    for p in procs:
+        p.kill()
+        p.wait()
+    results = []
+    for p, (out, err) in zip(procs, logs, strict=True):
+        out.seek(0)
+        err.seek(0)
+        results.append((p.returncode, out.read(), err.read()))
+        out.close()
+        err.close()
+    assert not any(hung), f"the job did not end within {timeout} s: " + " | ".join(
+        f"process {i}: {e[-2000:]}" for i, (_, _, e) in enumerate(results))
+    return results
+
+
 def test_two_processes_match_one_process_reading_both_shards(tmp_path):
     overrides = {**SMALL, "train.num_steps": 4, "train.checkpoint_every": 2,
                  "data.num_shards": 2}
@@ -77,24 +110,36 @@ def test_two_processes_match_one_process_reading_both_shards(tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
 
     workdir = str(tmp_path / "multi")
-    address = f"127.0.0.1:{free_port()}"
-    procs = [
-        subprocess.Popen(
-            main_command("vae_mlp", workdir, overrides, f"--coordinator_address={address}",
-                         "--num_processes=2", f"--process_id={i}"),
-            cwd=REPO_ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    assert "eval/neg_elbo_nats" in outputs[0][0]  # process 0 reports; process 1 stays quiet
-    assert "eval/neg_elbo_nats" not in outputs[1][0]
+    results = run_job(tmp_path, [(workdir, overrides)] * 2)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    assert "eval/neg_elbo_nats" in results[0][1]  # process 0 reports; process 1 stays quiet
+    assert "eval/neg_elbo_nats" not in results[1][1]
     step_a, params_a = final_params(str(tmp_path / "single"))
     step_b, params_b = final_params(workdir)
     assert step_a == step_b == 4
     assert_same_params(params_a, params_b)
+
+
+def test_processes_started_with_different_settings_all_stop_with_the_reason(tmp_path):
+    overrides = {**SMALL, "train.num_steps": 4, "data.num_shards": 2}
+    workdir = str(tmp_path / "multi")
+    results = run_job(tmp_path, [(workdir, overrides),
+                                 (workdir, {**overrides, "train.batch_size": 4})], timeout=120)
+    for code, _, err in results:
+        assert code == 2 and "started with different settings" in err, err[-2000:]
+
+
+def test_an_error_in_one_process_ends_the_whole_job(tmp_path):
+    # Process 1's workdir cannot be created: it stops after joining the job, while process 0
+    # goes on to its first collective. Neither may hang.
+    overrides = {**SMALL, "train.num_steps": 4, "data.num_shards": 2}
+    not_a_dir = tmp_path / "a_file"
+    not_a_dir.write_text("")
+    results = run_job(tmp_path, [(str(tmp_path / "multi"), overrides),
+                                 (str(not_a_dir), overrides)], timeout=120)
+    assert results[1][0] == 1 and "a_file" in results[1][2], results[1][2][-2000:]
+    assert results[0][0] != 0, "process 0 finished although process 1 failed"
 
 
 def test_unknown_config_key_is_an_error_that_names_it(tmp_path):
