@@ -16,6 +16,7 @@ import ml_collections
 
 from experiments import runner as runner_lib
 from experiments import settings as settings_lib
+from experiments import workdir as workdir_lib
 from jaxgen.evaluation.features import PREPROCESSING, FeatureExtractor
 from jaxgen.training import CheckpointError
 
@@ -64,7 +65,7 @@ def load_classifier(workdir: str = DEFAULT_WORKDIR, *, batch_size: int = 500
     finally:
         r.close()
     state = jax.device_get(state)
-    summary = runner_lib.read_json(workdir, "summary.json") or {}
+    summary = workdir_lib.read_json(workdir, "summary.json") or {}
     provenance = {
         "workdir": os.path.abspath(workdir), "config": CONFIG_FILE,
         "seed": run_settings.seed, "step": int(state.step),

@@ -32,8 +32,9 @@ import numpy as np
 
 from experiments import features as features_lib
 from experiments import runner as runner_lib
+from experiments import workdir as workdir_lib
 from jaxgen.data.datasets import ImageData
-from jaxgen.evaluation import metrics
+from jaxgen.evaluation import diversity, metrics
 from jaxgen.training.metrics import write_json
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -60,10 +61,10 @@ def sample_quality(real_features, fake_features, fake_probs, *, seed: int = 0) -
                           subset_size=KID_SUBSET_SIZE, seed=seed)
     put("kid_fmnist", kid, se=se, subset_size=min(KID_SUBSET_SIZE, n, n_ref),
         num_subsets=KID_SUBSETS)
-    precision, recall = metrics.precision_recall(real_features, fake_features, k=PR_K)
+    precision, recall = diversity.precision_recall(real_features, fake_features, k=PR_K)
     put("precision", precision, k=PR_K)
     put("recall", recall, k=PR_K)
-    put("label_entropy_nats", metrics.label_entropy(fake_probs))
+    put("label_entropy_nats", diversity.label_entropy(fake_probs))
     return out
 
 
@@ -77,7 +78,7 @@ def real_images(extractor, split: str) -> np.ndarray:
 def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int) -> dict:
     """One row: the run's own eval metrics and, if it generates, its samples' quality."""
     run_settings, family_config, record = features_lib.read_settings(workdir)
-    summary = runner_lib.read_json(workdir, "summary.json") or {}
+    summary = workdir_lib.read_json(workdir, "summary.json") or {}
     # No grids: evaluation here only reads the workdir.
     run_settings = dataclasses.replace(
         run_settings, eval=dataclasses.replace(run_settings.eval, num_images=0))

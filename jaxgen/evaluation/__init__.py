@@ -7,14 +7,13 @@ quality: :func:`psnr`. Features of images from any family: :class:`FeatureExtrac
 pinned preprocessing :func:`to_classifier_input` (:mod:`jaxgen.evaluation.features`).
 """
 
+from jaxgen.evaluation.diversity import label_entropy, precision_recall
 from jaxgen.evaluation.features import FeatureExtractor, to_classifier_input
 from jaxgen.evaluation.metrics import (
     feature_statistics,
     frechet_distance,
     frechet_distance_from_features,
     kid,
-    label_entropy,
-    precision_recall,
     psnr,
 )
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxgen.families.base import EvalPass, Family, SamplingConfig, gather
 from jaxgen.math import diffusion
-from jaxgen.math.diffusion.process import VARIANCE_KINDS
+from jaxgen.math.diffusion.reverse import VARIANCE_KINDS
 from jaxgen.math.diffusion.schedules import SCHEDULE_KINDS
 from jaxgen.models.unet import UNet
 from jaxgen.training import LossOutput, TrainState, gradient_update, per_example_keys

@@ -15,16 +15,18 @@ from jaxgen.math.diffusion.likelihood import (
     vlb_term,
 )
 from jaxgen.math.diffusion.process import (
-    l_simple,
-    model_mean_from_eps,
-    model_variance,
-    p_mean_variance,
     predict_eps_from_x0,
     predict_x0_from_eps,
     q_posterior,
     q_sample,
     q_sample_from_noise,
     sample_timesteps,
+)
+from jaxgen.math.diffusion.reverse import (
+    l_simple,
+    model_mean_from_eps,
+    model_variance,
+    p_mean_variance,
     vlb_weight,
 )
 from jaxgen.math.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample

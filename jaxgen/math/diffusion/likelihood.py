@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import validation
-from jaxgen.math.diffusion import process
+from jaxgen.math.diffusion import process, reverse
 from jaxgen.math.diffusion.samplers import EpsFn, call_eps_fn
 from jaxgen.math.diffusion.schedules import Schedule
 from jaxgen.math.gaussian import gaussian_kl, standard_normal_kl
@@ -126,7 +126,7 @@ def vlb_term(
 
     - t ≥ 1: KL(q(x_{t−1} | x_t, x₀) ‖ p_θ(x_{t−1} | x_t)) with q from
       :func:`~jaxgen.math.diffusion.process.q_posterior` and p_θ = N(μ_θ, σ_t²) from
-      :func:`~jaxgen.math.diffusion.process.p_mean_variance` (KL by
+      :func:`~jaxgen.math.diffusion.reverse.p_mean_variance` (KL by
       :func:`jaxgen.math.gaussian.gaussian_kl`);
     - t = 0: the decoder NLL −log p_θ(x₀ | x₁) with
       :func:`discretized_gaussian_log_likelihood` at mean μ_θ and scale σ₀.
@@ -146,7 +146,7 @@ def vlb_term(
     """
     validation.check_range("x0", x0, -1.0, 1.0, hint=_DATA_HINT)
     true_mean, _, true_log_var = process.q_posterior(schedule, x0, x_t, t)
-    mean, _, log_var, _ = process.p_mean_variance(
+    mean, _, log_var, _ = reverse.p_mean_variance(
         schedule, x_t, t, eps_pred, variance=variance, clip_x0=clip_x0
     )
     kl = _flat_mean(gaussian_kl(true_mean, true_log_var, mean, log_var)) / _LOG_2
@@ -215,7 +215,7 @@ def bits_per_dim(
       ``terms[:, t]`` = L_t (so ``terms[:, 0]`` is the decoder).
     """
     process._check_x("x0", x0)
-    process._check_variance(variance)
+    reverse._check_variance(variance)
     validation.check_range("x0", x0, -1.0, 1.0, hint=_DATA_HINT)
     num_timesteps = schedule.num_timesteps
     batch = np.shape(x0)[0]

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import validation
-from jaxgen.math.diffusion import process
+from jaxgen.math.diffusion import reverse
 from jaxgen.math.diffusion.schedules import Schedule
 
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -68,7 +68,7 @@ def ddpm_sample(
         x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z,\qquad z \sim \mathcal N(0, I),
 
     with μ_θ = μ̃_t(x̂₀, x_t), x̂₀ = (x_t − √(1−ᾱ_t) ε_θ(x_t, t))/√ᾱ_t (clipped to [−1, 1] if
-    ``clip_x0``; unclipped this is :func:`~jaxgen.math.diffusion.process.model_mean_from_eps`),
+    ``clip_x0``; unclipped this is :func:`~jaxgen.math.diffusion.reverse.model_mean_from_eps`),
     σ_t² = β̃_t (``"small"``) or β_t (``"large"``), and no noise at the last step (index 0),
     which returns μ_θ(x₁, 1).
 
@@ -84,14 +84,14 @@ def ddpm_sample(
     Returns:
       The sample x₀, with the shape and dtype of ``x_T``. T calls of ``eps_fn``.
     """
-    process._check_variance(variance)
+    reverse._check_variance(variance)
     _check_start(x_T)
     batch = np.shape(x_T)[0]
 
     def step(x, t):
         t_batch = jnp.full((batch,), t, jnp.int32)
         eps = call_eps_fn(eps_fn, x, t_batch)
-        mean, _, log_var, _ = process.p_mean_variance(
+        mean, _, log_var, _ = reverse.p_mean_variance(
             schedule, x, t_batch, eps, variance=variance, clip_x0=clip_x0
         )
         noise = jax.random.normal(jax.random.fold_in(key, t), jnp.shape(x), jnp.result_type(x))
