@@ -21,8 +21,8 @@ analysis are included so that each group's share can be read against the FLOP fl
 
 Usage (from the repository root)::
 
-    python benchmarks/profile_step.py --model ddpm_cifar10 --batch_size 128   # on a GPU
-    python benchmarks/profile_step.py --model ddpm_fmnist --batch_size 8 --steps 2   # CPU
+    python -m benchmarks.profile_step --model ddpm_cifar10 --batch_size 128   # on a GPU
+    python -m benchmarks.profile_step --model ddpm_fmnist --batch_size 8 --steps 2   # CPU
 
 The XLA flags of the run (``XLA_FLAGS``) are recorded; compare variants by running the script
 once per setting.
