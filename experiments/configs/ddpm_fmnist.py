@@ -4,7 +4,9 @@ Command:
   python -m experiments.main --config experiments/configs/ddpm_fmnist.py
       --workdir runs/ddpm_fmnist
 Sample:   ... --workdir runs/ddpm_fmnist --mode=sample --config.sampling.num_samples=64
-Budget and measured figures (time, bits/dim): README.
+Budget:   1,000 steps at batch 32 (half an epoch; a CPU smoke budget, the paper trains 800k).
+Measured (2026-11-24, 2-core CPU shared with other work): 1,697 s with the final evaluation;
+          train loss 0.038; test bits/dim 3.26 on 200 images (MC over 50 timesteps). README.
 """
 
 from experiments.configs import base
