@@ -4,7 +4,9 @@ Command:
   python -m experiments.main --config experiments/configs/dcgan_fmnist.py
       --workdir runs/dcgan_fmnist
 Sample:   ... --workdir runs/dcgan_fmnist --mode=sample --config.sampling.num_samples=64
-Budget and measured figures: README.
+Budget:   2,000 steps at batch 64 (≈ 2.1 epochs), Adam 2e-4 (β₁ 0.5) for G and D.
+Measured (2026-11-24, 2-core CPU shared with other work): 887 s with 10 grid evaluations;
+          recognisable garments and shoes in the final grid; test d_real 0.86, d_fake 0.64 (README).
 """
 
 from experiments.configs import base
