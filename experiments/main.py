@@ -62,6 +62,8 @@ def main(argv):
     except _expected_errors() as e:
         if _DEBUG.value and not multi:
             raise
+        if _DEBUG.value:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         print("(add --debug for the full traceback)", file=sys.stderr)
         _exit(2, multi)
