@@ -6,9 +6,9 @@ Command:
 Budget:   10 epochs, batch 128 (4,690 steps), Adam 2e-3 with 300 warmup steps, linearly
           decayed to 0 over the last 70%. The evaluation suite (jaxgen.evaluation.features,
           python -m experiments.results) loads this workdir.
-Measured: test accuracy not yet measured (target ≥ 93%). Speed: 1.4 steps/s at nice 19 on a
-          shared 2-core CPU (load ≈ 8), i.e. ≈ 55 min for the budget there; train accuracy
-          (with dropout) 0.84 at step 300.
+Measured (2026-11-24, seed 0): test accuracy 93.68% (cross-entropy 0.181 nats) on the 10,000
+          test images; 5,224 s on the 2-core CPU at nice 5, shared with other runs and tests
+          (1.3 steps/s at the end; alone it runs faster).
 """
 
 from experiments.configs import base

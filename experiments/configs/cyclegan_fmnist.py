@@ -5,7 +5,11 @@ Command:
       --workdir runs/cyclegan_fmnist
 Translate:  ... --workdir runs/cyclegan_fmnist --mode=translate --config.translate.direction=x2y
 Two classes of Fashion-MNIST (disjoint sets of images, shuffled independently) are the unpaired
-domains; the networks are the paper's at reduced width and depth. Measured figures: README.
+domains; the networks are the paper's at reduced width and depth.
+Budget:   1,500 steps at batch 8, Adam 2e-4 (β₁ 0.5), constant then linearly to 0 over the
+          second half; 3 residual blocks, 16 base filters.
+Measured (2026-11-24, 2-core CPU shared with other work): 482 s with 3 evaluations; test
+          cycle L1 0.076 (X, sneakers) and 0.091 (Y, ankle boots) on 500 images each. README.
 """
 
 from experiments.configs import base
@@ -46,7 +50,7 @@ def get_config():
 
     c.eval.batch_size = 100
     c.eval.max_examples = 500  # global, per domain; 0: the whole test split
-    c.eval.num_images = 8  # rows of (x, G(x), F(G(x))) and (y, F(y), G(F(y)))
+    c.eval.num_images = 24  # per grid: 8 rows of (x, G(x), F(G(x))), 8 of (y, F(y), G(F(y)))
 
     c.translate = dict(direction="x2y",  # "x2y" (G) or "y2x" (F)
                        input_dir="",  # a folder of images; empty: the source's test split
