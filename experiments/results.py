@@ -40,12 +40,13 @@ from jaxgen.training.metrics import write_json
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 PR_K = 3
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+DEFAULT_SAMPLES = 10000
 
 
 def hardware() -> str:
     devices = jax.devices()
     return f"{len(devices)}× {devices[0].device_kind} ({jax.default_backend()}), " \
-           f"{platform.machine()}"
+           f"{platform.machine()}, {os.cpu_count()} CPU cores"
 
 
 def sample_quality(real_features, fake_features, fake_probs, *, seed: int = 0) -> dict:
@@ -149,14 +150,22 @@ def to_markdown(report: dict) -> str:
     lines += [
         "",
         f"Features: the {f['feature_dim']}-d penultimate layer of the Fashion-MNIST classifier "
-        f"in `{f['workdir']}` (config `{f['config']}`, seed {f['seed']}, step {f['step']}, "
+        f"in `{_short(f['workdir'])}` (config `{f['config']}`, seed {f['seed']}, step {f['step']}, "
         f"test accuracy {_fmt(f['test_accuracy'])}); preprocessing: {f['preprocessing']}. "
         f"Reference: the {report['num_test']} test images. Samples per row: "
         + (", ".join(f"{k} {v}" for k, v in n.items()) or "—")
+        + (f" (fewer than the default {DEFAULT_SAMPLES}: FD is biased upwards at small counts)"
+           if any(v < DEFAULT_SAMPLES for v in n.values()) else "")
         + f"; KID: {KID_SUBSETS} subsets of ≤ {KID_SUBSET_SIZE}; precision/recall k = {PR_K}. "
         f"Hardware: {report['hardware']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _short(path: str) -> str:
+    """`path` relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def insert_in_readme(readme: str, table: str) -> None:
@@ -170,7 +179,7 @@ def insert_in_readme(readme: str, table: str) -> None:
         f.write(f"{head}{README_START}\n{table}{README_END}{tail}")
 
 
-def run(workdirs, *, classifier_workdir=features_lib.DEFAULT_WORKDIR, num_samples=10000,
+def run(workdirs, *, classifier_workdir=features_lib.DEFAULT_WORKDIR, num_samples=DEFAULT_SAMPLES,
         output_dir="runs/results", readme: str | None = None) -> dict:
     extractor = features_lib.load_classifier(classifier_workdir)
     test = real_images(extractor, "test")
@@ -196,7 +205,7 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--workdirs", nargs="+", required=True, help="finished runs to score")
     p.add_argument("--classifier_workdir", default=features_lib.DEFAULT_WORKDIR)
-    p.add_argument("--num_samples", type=int, default=10000,
+    p.add_argument("--num_samples", type=int, default=DEFAULT_SAMPLES,
                    help="samples per generating run (and real training images)")
     p.add_argument("--output_dir", default="runs/results")
     p.add_argument("--readme", nargs="?", const="README.md", default=None,

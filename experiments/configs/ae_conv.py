@@ -2,8 +2,8 @@
 
 Command:  python -m experiments.main --config experiments/configs/ae_conv.py --workdir runs/ae_conv
 Budget:   10 epochs, batch 128, Adam 1e-3 (4,690 steps).
-Measured: the training step, 351 images/s on the 2-core CPU (`python -m benchmarks.steps
-          --models ae_conv`, README's Benchmarks), so ≈ 30 min for the budget; the 10-epoch
+Measured: the training step, 1,098 images/s on the 2-core CPU (`python -m benchmarks.steps
+          --models ae_conv`, README's Benchmarks), so ≈ 9 min of steps for the budget; the 10-epoch
           test figures are not measured yet.
 """
 
