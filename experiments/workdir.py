@@ -33,6 +33,12 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _flat_record(record: dict) -> dict:
+    """`record` as ``{"section.key": value}``, with values as JSON gives them back (tuples
+    become lists), so that it compares equal to a saved ``config.json``."""
+    return _flatten(json.loads(json.dumps(record)))
+
+
 # Settings that may differ between the processes of one job (paths on each host, the bar).
 HOST_LOCAL = ("data.data_dir", "data.local_dir", "data.root", "train.progress")
 
@@ -45,8 +51,7 @@ def check_same_settings(record: dict) -> None:
         return
     from jax.experimental import multihost_utils
 
-    shared = {k: v for k, v in _flatten(json.loads(json.dumps(record))).items()
-              if not k.startswith(HOST_LOCAL)}
+    shared = {k: v for k, v in _flat_record(record).items() if not k.startswith(HOST_LOCAL)}
     digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).digest()[:8]
     mine = np.frombuffer(digest, np.uint32)
     everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, mine.size)
@@ -67,7 +72,7 @@ def check_config_drift(workdir: str, record: dict, *, allow: bool) -> None:
     """
     saved = read_json(workdir, "config.json")
     if saved is not None:
-        old, new = _flatten(saved), _flatten(json.loads(json.dumps(record)))
+        old, new = _flatten(saved), _flat_record(record)
         changed = sorted(k for k in old.keys() | new.keys()
                          if old.get(k) != new.get(k) and not k.startswith(MAY_CHANGE))
         if changed and not allow:
