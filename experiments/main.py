@@ -73,8 +73,9 @@ def main(argv):
         traceback.print_exc()
         _exit(1, multi)
     if jax.process_index() == 0:
-        for k in sorted(k for k in summary if k.startswith("eval/")):
-            print(f"{k}: {summary[k]:.4f}")
+        for k in sorted(k for k in summary if k.startswith("eval/") and not k.endswith("_se")):
+            se = summary.get(f"{k}_se")
+            print(f"{k}: {summary[k]:.4f}" + (f" ± {se:.4f} (standard error)" if se else ""))
         for k in sorted(k for k in summary if isinstance(summary[k], str)
                         and not k.startswith(("eval/", "train/"))):
             print(f"{k}: {summary[k]}")

@@ -1,15 +1,29 @@
 """One results table for every family: sample quality in classifier features, plus own metrics.
 
-    python -m experiments.results --workdirs runs/vae_mlp runs/ddpm_fmnist runs/dcgan_fmnist
-        [--num_samples 10000] [--classifier_workdir runs/classifier_fmnist] [--readme]
+    python -m experiments.results [--workdirs runs/vae_mlp runs/ddpm_fmnist ...]
+        [--num_samples 10000] [--eval_examples 0] [--classifier_workdir runs/classifier_fmnist]
+        [--readme]
 
-For each workdir (a finished run of any family): read its ``config.json`` / ``summary.json``,
-restore its latest checkpoint read-only (:class:`experiments.runner.Runner`), run the family's
-own evaluation (``eval/*``), and, for families that generate, draw ``--num_samples`` samples
-and compare their classifier features (:mod:`jaxgen.evaluation.features`) with those of the
-Fashion-MNIST test set: Fréchet distance ``fd_fmnist``, ``kid_fmnist`` (± its standard error),
-improved ``precision`` / ``recall`` (k = 3) and the ``label_entropy_nats`` of the predicted
-classes. A reference row scores real data the same way: a slice of the training set (the last
+For each workdir (a finished run of any family; default :data:`DEFAULT_WORKDIRS`): read its
+``config.json`` / ``summary.json``, restore its latest checkpoint read-only
+(:class:`experiments.runner.Runner`) and measure
+
+* the family's own evaluation (``eval/*``: reconstruction error and PSNR, VAE IWAE NLL, DDPM
+  bits/dim, CycleGAN cycle L1) on ``--eval_examples`` test examples (default 0: the whole test
+  split), each mean with its standard error;
+* for families that generate, ``--num_samples`` samples compared in classifier features
+  (:mod:`jaxgen.evaluation.features`) with the Fashion-MNIST test set: Fréchet distance
+  ``fd_fmnist``, ``kid_fmnist`` (± its standard error), improved ``precision`` / ``recall``
+  (k = 3) and the ``label_entropy_nats`` of the predicted classes;
+* for families that encode (autoencoders), the ``linear_probe_accuracy`` of their codes (the
+  VAE's posterior mean): a probe fitted on the whole training split, scored on the test split
+  (:mod:`jaxgen.evaluation.probe`);
+* for CycleGAN on Fashion-MNIST classes, one row per direction: the translated test images of
+  the source class against the real test images of the target class (the same metrics), and
+  the ``target_class_share``, the share of translations the classifier labels as the target
+  class.
+
+A reference row scores real data the same way: a slice of the training set (the last
 ``num_samples`` images, never the test set itself) against the test set.
 
 Writes ``results.json`` (every metric with its sample count, the run's steps, wall time and
@@ -34,13 +48,31 @@ from experiments import features as features_lib
 from experiments import runner as runner_lib
 from experiments import workdir as workdir_lib
 from jaxgen.data.datasets import ImageData
-from jaxgen.evaluation import diversity, metrics
+from jaxgen.evaluation import diversity, metrics, probe
 from jaxgen.training.metrics import write_json
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 PR_K = 3
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 DEFAULT_SAMPLES = 10000
+# The README's runs at their documented budgets (experiments/configs/<name>.py).
+DEFAULT_WORKDIRS = tuple(f"runs/{name}" for name in
+                         ("vae_mlp", "ae_mlp", "ddpm_fmnist", "dcgan_fmnist", "cyclegan_fmnist"))
+
+
+class MissingRunError(FileNotFoundError):
+    """A workdir to score has no finished run."""
+
+
+def check_workdirs(workdirs) -> None:
+    for w in workdirs:
+        if not os.path.exists(os.path.join(w, "config.json")):
+            config = f"experiments/configs/{os.path.basename(os.path.normpath(w))}.py"
+            if not os.path.exists(config):
+                config = "experiments/configs/<config>.py"
+            raise MissingRunError(
+                f"{w} holds no run (no config.json). Train it first: python -m "
+                f"experiments.main --config {config} --workdir {w}")
 
 
 def hardware() -> str:
@@ -76,8 +108,10 @@ def real_images(extractor, split: str) -> np.ndarray:
     return np.concatenate([s["image"] for s in data.labelled(split)])
 
 
-def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int) -> dict:
-    """One row: the run's own eval metrics and, if it generates, its samples' quality."""
+def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int,
+                     eval_examples: int = 0) -> list[dict]:
+    """The run's rows: its own eval metrics and, as the family allows, its samples' quality,
+    its codes' linear probe, or one row per translation direction."""
     run_settings, family_config, record = features_lib.read_settings(workdir)
     summary = workdir_lib.read_json(workdir, "summary.json") or {}
     # No grids: evaluation here only reads the workdir.
@@ -87,15 +121,13 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
     started = time.perf_counter()
     try:
         device_state, step = r.restore()
-        own = r.evaluate(device_state, step)
         row = {"name": os.path.basename(os.path.normpath(workdir)), "family": r.family.name,
                "workdir": os.path.abspath(workdir), "config": record, "step": step,
                "train_wall_time_s": summary.get("wall_time_s"),
-               "train_devices": summary.get("devices"), "metrics": {}}
-        for name, p in r.family.eval_passes().items():
-            count = int(own[f"eval/{name}_num_examples"])
-            for m in p.metrics:
-                row["metrics"][f"eval/{m}"] = {"value": own[f"eval/{m}"], "num_samples": count}
+               "train_devices": summary.get("devices"),
+               "metrics": own_metrics(r, r.evaluate(device_state, step,
+                                                     max_examples=eval_examples))}
+        rows = [row]
         if r.family.samplers:
             sampler = family_config.sampling.sampler or r.family.samplers[0]
             images = r.generate(device_state, sampler, num_samples,
@@ -103,10 +135,70 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
             feats, probs = extractor(images, r.family.input_range)
             row["sampler"] = sampler
             row["metrics"].update(sample_quality(test_features, feats, probs))
+        if r.family.encode_body is not None:
+            row["metrics"]["linear_probe_accuracy"] = probe_metric(r, device_state)
+        if r.family.directions and run_settings.data.source == extractor_source(extractor):
+            rows = translation_rows(r, device_state, extractor, row)
     finally:
         r.close()
     row["results_wall_time_s"] = time.perf_counter() - started
-    return row
+    return rows
+
+
+def own_metrics(r, own: dict) -> dict:
+    """The family's ``eval/*`` means with their standard errors and example counts."""
+    out = {}
+    for name, p in r.family.eval_passes().items():
+        count = int(own[f"eval/{name}_num_examples"])
+        for m in p.metrics:
+            out[f"eval/{m}"] = {"value": own[f"eval/{m}"], "num_samples": count}
+            if f"eval/{m}_se" in own:
+                out[f"eval/{m}"]["se"] = own[f"eval/{m}_se"]
+    return out
+
+
+def probe_metric(r, device_state) -> dict:
+    """Linear-probe accuracy of the codes (a VAE's posterior mean): fit on every training
+    example, scored on every test example."""
+    train, test = (r.codes(device_state, split) for split in ("train", "test"))
+    key = "mean" if "mean" in train else "z"
+    out = probe.linear_probe_accuracy(train[key], train["label"], test[key], test["label"])
+    return {"value": out["accuracy"], "num_samples": out["num_test"],
+            "num_train": out["num_train"], "train_accuracy": out["train_accuracy"],
+            "features": key, "l2": out["l2"]}
+
+
+def extractor_source(extractor) -> str:
+    """The data source the classifier was trained on: CycleGAN's domains are scored only when
+    they come from it (classes of Fashion-MNIST, not Monet's paintings)."""
+    return features_lib.read_settings(extractor.provenance["workdir"])[0].data.source
+
+
+def translation_rows(r, device_state, extractor, run_row: dict) -> list[dict]:
+    """One row per direction, in place of the run's row: translations of the source domain's
+    test images against the target domain's real test images; on Fashion-MNIST also the share
+    of translations the classifier puts in the target class. Each row keeps the run's own
+    metrics of its source domain (``eval/cycle_l1_x`` goes with ``x2y``)."""
+    data = r.settings.data
+    classes = {"x": data.class_x, "y": data.class_y}
+    test = {d: r.data.preprocess(np.concatenate([s["image"] for s in r.data.split("test")[d]]))
+            for d in classes}
+    rows = []
+    for direction in r.family.directions:
+        source, target = direction[0], direction[-1]
+        fake = r.translate_images(device_state, direction, test[source])
+        real_feats, _ = extractor(test[target], r.family.input_range)
+        feats, probs = extractor(fake, r.family.input_range)
+        m = {k: v for k, v in run_row["metrics"].items() if k.endswith(f"_{source}")}
+        m.update(sample_quality(real_feats, feats, probs))
+        if data.source == "fashion_mnist":
+            m["target_class_share"] = {
+                "value": float(np.mean(np.argmax(probs, axis=1) == classes[target])),
+                "num_samples": len(fake), "target_class": classes[target]}
+        rows.append({**{k: v for k, v in run_row.items() if k != "metrics"},
+                     "name": f"{run_row['name']} {direction}", "sampler": direction,
+                     "metrics": m})
+    return rows
 
 
 def reference_row(extractor, test_features, *, num_samples: int) -> dict:
@@ -127,8 +219,14 @@ def _fmt(x, digits=4) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
+def _other(name: str, m: dict) -> str:
+    value = f"{m['value']:.4g}" + (f" ± {m['se']:.2g}" if "se" in m else "")
+    return f"{name.removeprefix('eval/')} {value} (n={m['num_samples']})"
+
+
 def to_markdown(report: dict) -> str:
-    head = ["run", "family", "steps", "train time (s)", *METRIC_COLUMNS, "own eval metrics"]
+    head = ["run", "family", "steps", "train time (s)", *METRIC_COLUMNS,
+            "other metrics (± standard error, test examples n)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         m = row["metrics"]
@@ -141,8 +239,8 @@ def to_markdown(report: dict) -> str:
                 cells.append(f"{m[k]['value']:.4g} ± {m[k]['se']:.2g}")
             else:
                 cells.append(_fmt(m[k]["value"]))
-        own = [f"{k[5:]} {v['value']:.4g}" for k, v in sorted(m.items()) if k.startswith("eval/")]
-        cells.append(", ".join(own) or "—")
+        cells.append(", ".join(_other(k, v) for k, v in sorted(m.items())
+                               if k not in METRIC_COLUMNS) or "—")
         lines.append("| " + " | ".join(cells) + " |")
     f = report["features"]
     n = {row["name"]: row["metrics"]["fd_fmnist"]["num_samples"]
@@ -152,12 +250,16 @@ def to_markdown(report: dict) -> str:
         f"Features: the {f['feature_dim']}-d penultimate layer of the Fashion-MNIST classifier "
         f"in `{_short(f['workdir'])}` (config `{f['config']}`, seed {f['seed']}, step {f['step']}, "
         f"test accuracy {_fmt(f['test_accuracy'])}); preprocessing: {f['preprocessing']}. "
-        f"Reference: the {report['num_test']} test images. Samples per row: "
+        f"Reference: the {report['num_test']} test images (a CycleGAN direction: the target "
+        "class's test images). Samples per row: "
         + (", ".join(f"{k} {v}" for k, v in n.items()) or "—")
         + (f" (fewer than the default {DEFAULT_SAMPLES}: FD is biased upwards at small counts)"
            if any(v < DEFAULT_SAMPLES for v in n.values()) else "")
         + f"; KID: {KID_SUBSETS} subsets of ≤ {KID_SUBSET_SIZE}; precision/recall k = {PR_K}. "
-        f"Hardware: {report['hardware']}.",
+        "Linear probe: multinomial logistic regression (L2 1e-4, standardised codes) fitted on "
+        "the training split. "
+        f"Hardware: {report['hardware']}. The table took {report['wall_time_s'] / 60:.0f} min "
+        "to compute.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -179,17 +281,23 @@ def insert_in_readme(readme: str, table: str) -> None:
         f.write(f"{head}{README_START}\n{table}{README_END}{tail}")
 
 
-def run(workdirs, *, classifier_workdir=features_lib.DEFAULT_WORKDIR, num_samples=DEFAULT_SAMPLES,
-        output_dir="runs/results", readme: str | None = None) -> dict:
+def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir=features_lib.DEFAULT_WORKDIR,
+        num_samples=DEFAULT_SAMPLES, eval_examples: int = 0, output_dir="runs/results",
+        readme: str | None = None) -> dict:
+    started = time.perf_counter()
     extractor = features_lib.load_classifier(classifier_workdir)
+    check_workdirs(workdirs)
     test = real_images(extractor, "test")
     test_features, _ = extractor(test.astype(np.float32) / 255.0, "unit")
     rows = [reference_row(extractor, test_features, num_samples=num_samples)]
     for w in workdirs:
         print(f"evaluating {w} ...", flush=True)
-        rows.append(evaluate_workdir(w, extractor, test_features, num_samples=num_samples))
+        rows += evaluate_workdir(w, extractor, test_features, num_samples=num_samples,
+                                 eval_examples=eval_examples)
     report = {"features": dict(extractor.provenance), "num_test": len(test),
-              "num_samples": num_samples, "hardware": hardware(), "rows": rows}
+              "num_samples": num_samples, "eval_examples": eval_examples,
+              "hardware": hardware(), "wall_time_s": time.perf_counter() - started,
+              "rows": rows}
     os.makedirs(output_dir, exist_ok=True)
     write_json(os.path.join(output_dir, "results.json"), report)
     table = to_markdown(report)
@@ -203,20 +311,26 @@ def run(workdirs, *, classifier_workdir=features_lib.DEFAULT_WORKDIR, num_sample
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.results",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdirs", nargs="+", required=True, help="finished runs to score")
+    p.add_argument("--workdirs", nargs="+", default=list(DEFAULT_WORKDIRS),
+                   help="finished runs to score (default: %(default)s)")
     p.add_argument("--classifier_workdir", default=features_lib.DEFAULT_WORKDIR)
     p.add_argument("--num_samples", type=int, default=DEFAULT_SAMPLES,
                    help="samples per generating run (and real training images)")
+    p.add_argument("--eval_examples", type=int, default=0,
+                   help="test examples for the families' own metrics (0: the whole split)")
     p.add_argument("--output_dir", default="runs/results")
     p.add_argument("--readme", nargs="?", const="README.md", default=None,
                    help="also insert the table into README.md (or the given file)")
     args = p.parse_args(argv)
     if args.num_samples < PR_K + 1:
         p.error(f"--num_samples must be at least {PR_K + 1}.")
+    if args.eval_examples < 0:
+        p.error("--eval_examples must be >= 0 (0: the whole test split).")
     try:
         run(args.workdirs, classifier_workdir=args.classifier_workdir,
-            num_samples=args.num_samples, output_dir=args.output_dir, readme=args.readme)
-    except features_lib.MissingClassifierError as e:
+            num_samples=args.num_samples, eval_examples=args.eval_examples,
+            output_dir=args.output_dir, readme=args.readme)
+    except (features_lib.MissingClassifierError, MissingRunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.output_dir}/results.md and results.json")

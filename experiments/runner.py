@@ -28,7 +28,12 @@ from jaxgen.data import image_io
 from jaxgen.data.datasets import KINDS
 from jaxgen.families.base import gather, to_unit
 from jaxgen.training import Checkpointer, DataParallel, MetricWriter, fit, split_named
-from jaxgen.training.collect import map_in_chunks, masked_sums, sum_over_batches
+from jaxgen.training.collect import (
+    map_in_chunks,
+    masked_sums,
+    means_and_standard_errors,
+    sum_over_batches,
+)
 from jaxgen.training.metrics import write_json
 from jaxgen.training.optim import make_optimizer
 from jaxgen.training.parallel import with_step_key
@@ -83,20 +88,25 @@ class Runner:
         state = self.checkpointer.restore(self.initial_state())
         return self.parallel.replicate(state), int(jax.device_get(state.step))
 
-    def evaluate(self, device_state, step: int) -> dict[str, float]:
-        """Every eval pass's means (``eval/*``) and example counts, plus the image grids."""
+    def evaluate(self, device_state, step: int, *,
+                 max_examples: int | None = None) -> dict[str, float]:
+        """Every eval pass's means (``eval/*``), their standard errors (``eval/*_se``) and
+        example counts, plus the image grids. `max_examples` overrides every pass's own
+        (0: the whole test split)."""
         e, metrics = self.settings.eval, {}
         for i, (name, p) in enumerate(sorted(self.family.eval_passes().items())):
             batches, _ = self.data.eval_batches(
                 p.domain, global_batch=p.batch_size or e.batch_size,
-                max_examples=p.max_examples or e.max_examples,
+                max_examples=(p.max_examples or e.max_examples) if max_examples is None
+                else max_examples,
                 num_local_devices=self.parallel.num_local_devices, what=f"eval batch ({name})")
             total = sum_over_batches(self.compiled(f"eval_{name}", masked_sums(p.body)),
                                      device_state, batches, self.parallel,
                                      jax.random.fold_in(self.keys["eval"], i))
-            count = float(total.pop("count"))
-            metrics.update({f"eval/{k}": float(v) / count for k, v in total.items()})
-            metrics[f"eval/{name}_num_examples"] = count
+            means, ses, count = means_and_standard_errors(total)
+            metrics.update({f"eval/{k}": v for k, v in means.items()})
+            metrics.update({f"eval/{k}_se": v for k, v in ses.items()})
+            metrics[f"eval/{name}_num_examples"] = float(count)
         self.write_grids(device_state, step)
         return metrics
 
@@ -212,6 +222,15 @@ class Runner:
     def encode(self, split: str = "test") -> dict:
         """The codes of every example of `split` (with labels) in ``codes_<split>.npz``."""
         device_state, step = self.restore()
+        codes = self.codes(device_state, split)
+        path = os.path.join(self.workdir, f"codes_{split}.npz")
+        if jax.process_index() == 0:
+            np.savez(path, **codes)
+        return {"codes": path, "step": step, "num_examples": len(codes[next(iter(codes))])}
+
+    def codes(self, device_state, split: str) -> dict[str, np.ndarray]:
+        """The family's ``encode_body`` outputs for every example of `split`, plus
+        ``"label"`` where the data has labels."""
         body = self.family.encode_body
 
         def encode_step(state, batch, key):
@@ -227,11 +246,7 @@ class Runner:
                 device_state, self.parallel.shard_batch(batch), self.keys["eval"]))
             keep = np.asarray(out.pop("mask")) > 0
             parts.append({k: np.asarray(v)[keep] for k, v in out.items()})
-        codes = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        path = os.path.join(self.workdir, f"codes_{split}.npz")
-        if jax.process_index() == 0:
-            np.savez(path, **codes)
-        return {"codes": path, "step": step, "num_examples": len(codes[next(iter(codes))])}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def translate(self) -> dict:
         """Translate a folder (or the source domain's test split) with the latest checkpoint:
@@ -254,14 +269,19 @@ class Runner:
             images = self.data.preprocess(images)
         outputs = image_io.output_paths(names, out_dir, overwrite=t.overwrite)
         device_state, step = self.restore()
-        chunk = self.parallel.num_devices * -(-t.batch_size // self.parallel.num_devices)
-        translated = map_in_chunks(
-            self.compiled(f"translate_{t.direction}", self.family.translate_body(t.direction)),
-            device_state, {"image": images}, chunk=chunk, parallel=self.parallel,
-            key=self.keys["eval"])
+        translated = self.translate_images(device_state, t.direction, images)
         if jax.process_index() == 0:
             image_io.save_images(to_unit(translated, self.family.input_range), outputs)
         return {"output_dir": out_dir, "num_images": len(outputs), "step": step}
+
+    def translate_images(self, device_state, direction: str, images: np.ndarray) -> np.ndarray:
+        """`images` (model inputs of the source domain) translated in `direction`."""
+        size = self.family.config.translate.batch_size
+        chunk = self.parallel.num_devices * -(-size // self.parallel.num_devices)
+        return map_in_chunks(
+            self.compiled(f"translate_{direction}", self.family.translate_body(direction)),
+            device_state, {"image": images}, chunk=chunk, parallel=self.parallel,
+            key=self.keys["eval"])
 
     def write_json(self, filename: str, payload: dict) -> None:
         if jax.process_index() == 0:

@@ -1,7 +1,9 @@
 """Run compiled bodies over many batches and collect what they return on the host.
 
 * :func:`masked_sums` turns a body returning per-example values into one returning their sums
-  over the real (unpadded) examples of every device, plus the count.
+  and sums of squares over the real (unpadded) examples of every device, plus the count;
+  :func:`means_and_standard_errors` turns the totals into each value's mean and its standard
+  error.
 * :func:`sum_over_batches` adds those sums up over an iterator of batches.
 * :func:`map_in_chunks` feeds a global array through a body that returns a global
   (all-gathered) result, in fixed-size chunks, whatever the number of devices or processes.
@@ -22,14 +24,16 @@ from jaxgen.training.parallel import DataParallel
 
 
 def masked_sums(body: Callable) -> Callable:
-    """``body(state, batch, key) -> {name: [b]}`` → a body returning ``{name: sum}`` over the
-    examples whose ``batch["mask"]`` is 1 on every device, and ``"count"``, their number."""
+    """``body(state, batch, key) -> {name: [b]}`` → a body returning ``{"sum": {name: Σ v},
+    "sum_sq": {name: Σ v²}, "count": n}`` over the examples whose ``batch["mask"]`` is 1, on
+    every device."""
 
     def summed(state, batch, key):
         mask = batch["mask"]
-        out = body(state, batch, key)
-        sums = {k: jnp.sum(v.astype(jnp.float32) * mask) for k, v in out.items()}
-        sums["count"] = jnp.sum(mask)
+        out = {k: v.astype(jnp.float32) for k, v in body(state, batch, key).items()}
+        sums = {"sum": {k: jnp.sum(v * mask) for k, v in out.items()},
+                "sum_sq": {k: jnp.sum(v * v * mask) for k, v in out.items()},
+                "count": jnp.sum(mask)}
         return jax.lax.psum(sums, AXIS)
 
     summed.__name__ = getattr(body, "__name__", "eval")
@@ -44,6 +48,24 @@ def sum_over_batches(step: Callable, device_state: Any, batches: Iterable[Mappin
         out = step(device_state, parallel.shard_batch(batch), jax.random.fold_in(key, i))
         total = out if total is None else jax.tree.map(operator.add, total, out)
     return parallel.fetch(total)
+
+
+def means_and_standard_errors(total: Mapping) -> tuple[dict, dict, int]:
+    """:func:`masked_sums` totals → ``({name: mean}, {name: standard error}, count)``.
+
+    The standard error of a mean over ``n`` examples is ``s / √n`` with ``s²`` the unbiased
+    sample variance of the per-example values (left out when ``n < 2``); for a per-example Monte
+    Carlo estimate (e.g. bits/dim over sampled timesteps) it covers both the examples and the
+    Monte Carlo noise.
+    """
+    n = int(total["count"])
+    means, ses = {}, {}
+    for k, s in total["sum"].items():
+        means[k] = mean = float(s) / max(n, 1)
+        if n > 1:
+            var = (float(total["sum_sq"][k]) - n * mean * mean) / (n - 1)
+            ses[k] = float(np.sqrt(max(var, 0.0) / n))
+    return means, ses, n
 
 
 def map_in_chunks(step: Callable, device_state: Any, inputs: Mapping[str, np.ndarray], *,

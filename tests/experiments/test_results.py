@@ -20,21 +20,24 @@ def workdirs(tmp_path_factory):
     run_config(load_config("tiny/classifier", {"train.num_steps": 2}), cls_dir)
     vae_dir = tmp_path_factory.mktemp("vae")
     run_config(load_config("tiny/autoencoder", {"train.num_steps": 2}), vae_dir)
-    return cls_dir, vae_dir
+    cyclegan_dir = tmp_path_factory.mktemp("cyclegan")
+    run_config(load_config("tiny/cyclegan", {"train.num_steps": 2}), cyclegan_dir)
+    return cls_dir, vae_dir, cyclegan_dir
 
 
 def test_results_writes_every_metric_with_its_sample_count(workdirs, tmp_path):
-    cls_dir, vae_dir = workdirs
+    cls_dir, vae_dir, cyclegan_dir = workdirs
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{results.README_START}\nold\n{results.README_END}\noutro\n")
     out = tmp_path / "out"
-    code = results.main(["--workdirs", str(vae_dir), "--classifier_workdir", str(cls_dir),
-                         "--num_samples", str(NUM_SAMPLES), "--output_dir", str(out),
+    code = results.main(["--workdirs", str(vae_dir), str(cyclegan_dir),
+                         "--classifier_workdir", str(cls_dir), "--num_samples", str(NUM_SAMPLES),
+                         "--eval_examples", "20", "--output_dir", str(out),
                          "--readme", str(readme)])
     assert code == 0
     report = json.loads((out / "results.json").read_text())
     table = (out / "results.md").read_text()
-    reference, vae = report["rows"]
+    reference, vae, x2y, y2x = report["rows"]
     assert reference["family"] == "data" and vae["family"] == "autoencoder"
     assert vae["step"] == 2 and vae["sampler"] == "prior"
     quality = {"fd_fmnist", "kid_fmnist", "precision", "recall", "label_entropy_nats"}
@@ -48,8 +51,21 @@ def test_results_writes_every_metric_with_its_sample_count(workdirs, tmp_path):
         assert np.isfinite(row["metrics"]["kid_fmnist"]["se"])
     own = {k: v for k, v in vae["metrics"].items() if k.startswith("eval/")}
     assert {"eval/neg_elbo_nats", "eval/kl_nats", "eval/iwae3_nll_nats"} <= set(own)
-    assert own["eval/neg_elbo_nats"]["num_samples"] == 16  # the tiny eval.max_examples
-    assert own["eval/iwae3_nll_nats"]["num_samples"] == 8
+    for m in own.values():  # --eval_examples overrides every pass's own count
+        assert m["num_samples"] == 20 and m["se"] > 0
+    assert "iwae3_nll_nats" in table and " ± " in table
+    probe = vae["metrics"]["linear_probe_accuracy"]  # the posterior mean, probed
+    assert probe["features"] == "mean" and probe["num_train"] == probe["num_samples"] == 48
+    assert 0.0 <= probe["value"] <= 1.0
+    # CycleGAN: one row per direction, translations against the target domain's test images.
+    assert x2y["family"] == y2x["family"] == "cyclegan"
+    assert (x2y["sampler"], y2x["sampler"]) == ("x2y", "y2x") and x2y["step"] == 2
+    for row in (x2y, y2x):
+        assert quality <= set(row["metrics"]) and row["name"] in table
+        assert row["metrics"]["fd_fmnist"]["num_samples"] == 48  # every test image
+        assert "target_class_share" not in row["metrics"]  # synthetic domains: no classes
+    assert x2y["metrics"]["fd_fmnist"]["value"] != y2x["metrics"]["fd_fmnist"]["value"]
+    assert x2y["metrics"]["eval/cycle_l1_x"]["num_samples"] == 20
     f = report["features"]
     assert f["step"] == 2 and f["seed"] == 0 and f["config"] == features.CONFIG_FILE
     assert "center-cropped" in f["preprocessing"]
@@ -58,6 +74,15 @@ def test_results_writes_every_metric_with_its_sample_count(workdirs, tmp_path):
     text = readme.read_text()
     assert "old" not in text and vae["name"] in text and text.endswith("outro\n")
     assert not os.path.exists(os.path.join(vae_dir, "eval_summary.json"))  # read only
+
+
+def test_a_missing_run_names_the_command_that_trains_it(workdirs, tmp_path, capsys):
+    code = results.main(["--workdirs", str(tmp_path / "vae_mlp"), "--classifier_workdir",
+                         str(workdirs[0]), "--output_dir", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no run" in err and "--config experiments/configs/vae_mlp.py" in err
+    assert results.DEFAULT_WORKDIRS[0] == "runs/vae_mlp"
 
 
 def test_missing_classifier_names_the_command_that_trains_it(tmp_path, capsys):

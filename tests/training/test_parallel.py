@@ -12,6 +12,7 @@ from jaxgen.families.autoencoder import (
     AutoencoderModel,
 )
 from jaxgen.training import DataParallel, RetraceError, with_step_key
+from jaxgen.training.collect import masked_sums, means_and_standard_errors, sum_over_batches
 from jaxgen.training.optim import OptimizerConfig, make_optimizer
 
 
@@ -72,3 +73,30 @@ def test_batch_must_split_over_devices():
         DataParallel("shard_map").shard_batch({"image": np.zeros((6, 2))})
     with pytest.raises(ValueError, match="unknown parallel mode"):
         DataParallel("vmap")
+
+
+@pytest.mark.parametrize("mode", ["shard_map", "pmap"])
+def test_eval_sums_give_the_mean_and_standard_error_of_the_real_examples(mode):
+    """masked_sums over 4 devices and 2 padded batches, then means_and_standard_errors, equal
+    the float64 mean and s/√n (s with n − 1) of the unpadded per-example values."""
+    parallel = DataParallel(mode)
+    rng = np.random.default_rng(0)
+    values = rng.normal(3.0, 2.0, size=(2, 8))  # two global batches of 8
+    mask = np.ones((2, 8), np.float32)
+    mask[1, 5:] = 0.0  # the last batch is padded: 13 real examples
+    values[1, 5:] = 1e6  # padding must not count
+
+    def body(state, batch, key):
+        return {"v": batch["v"], "twice": 2.0 * batch["v"]}
+
+    step = parallel.compile(masked_sums(body), donate_state=False)
+    batches = [{"v": values[i].astype(np.float32), "mask": mask[i]} for i in range(2)]
+    total = sum_over_batches(step, parallel.replicate({}), batches, parallel, jax.random.key(0))
+    means, ses, n = means_and_standard_errors(total)
+    real = values[mask > 0]
+    assert n == 13
+    np.testing.assert_allclose(means["v"], real.mean(), rtol=1e-6)
+    np.testing.assert_allclose(ses["v"], real.std(ddof=1) / np.sqrt(13), rtol=1e-4)
+    np.testing.assert_allclose(ses["twice"], 2 * real.std(ddof=1) / np.sqrt(13), rtol=1e-4)
+    one = {"sum": {"v": np.float32(2.0)}, "sum_sq": {"v": np.float32(4.0)}, "count": 1}
+    assert means_and_standard_errors(one) == ({"v": 2.0}, {}, 1)  # no SE from one example
