@@ -3,7 +3,8 @@
 Sample quality on feature vectors (``[N, D]``, e.g. the penultimate activations of
 :class:`jaxgen.models.Classifier`): :func:`frechet_distance` and its helpers, :func:`kid`,
 :func:`precision_recall`; diversity of predicted labels: :func:`label_entropy`; reconstruction
-quality: :func:`psnr`. Features of images from any family: :class:`FeatureExtractor` and its
+quality: :func:`psnr`; how linearly separable the classes are in a model's features:
+:func:`linear_probe_accuracy`. Features of images from any family: :class:`FeatureExtractor` and its
 pinned preprocessing :func:`to_classifier_input` (:mod:`jaxgen.evaluation.features`).
 """
 
@@ -16,14 +17,17 @@ from jaxgen.evaluation.metrics import (
     kid,
     psnr,
 )
+from jaxgen.evaluation.probe import fit_linear_probe, linear_probe_accuracy
 
 __all__ = [
     "FeatureExtractor",
     "feature_statistics",
+    "fit_linear_probe",
     "frechet_distance",
     "frechet_distance_from_features",
     "kid",
     "label_entropy",
+    "linear_probe_accuracy",
     "precision_recall",
     "psnr",
     "to_classifier_input",
