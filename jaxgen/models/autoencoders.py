@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.math import reparameterize
+from jaxgen.models import layers
 
 DENSE_INITS = ("lecun", "torch")
 
@@ -106,8 +107,8 @@ class ConvDecoder(nn.Module):
         h = nn.relu(nn.Dense(h0 * w0 * self.channels[0])(z))
         h = h.reshape((z.shape[0], h0, w0, self.channels[0]))
         for ch in self.channels[1:]:
-            h = nn.relu(nn.ConvTranspose(ch, (4, 4), strides=(2, 2), padding="SAME")(h))
-        return nn.ConvTranspose(c_out, (4, 4), strides=(2, 2), padding="SAME")(h)
+            h = nn.relu(layers.ConvTranspose(ch, (4, 4), strides=(2, 2), padding="SAME")(h))
+        return layers.ConvTranspose(c_out, (4, 4), strides=(2, 2), padding="SAME")(h)
 
 
 def _check_images(x: jax.Array, image_shape: Sequence[int]) -> None:

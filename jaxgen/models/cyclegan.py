@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen import validation
+from jaxgen.models import layers
 
 # The reference's init_type='normal', init_gain=0.02; biases start at zero.
 KERNEL_INIT = nn.initializers.normal(stddev=0.02)
@@ -50,14 +51,14 @@ def _check_images(name: str, x: jax.Array) -> None:
 
 
 def _upsample_conv(features: int, *, dtype=jnp.float32, name: str | None = None
-                  ) -> nn.ConvTranspose:
+                  ) -> layers.ConvTranspose:
     """3×3 stride-2 transposed convolution that exactly doubles H and W.
 
     Equivalent to PyTorch's ``ConvTranspose2d(c_in, features, kernel_size=3, stride=2,
     padding=1, output_padding=1)`` with the kernel flipped in H and W; the kernel has shape
     ``[3, 3, c_in, features]``.
     """
-    return nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=_UPSAMPLE_PADDING,
+    return layers.ConvTranspose(features, (3, 3), strides=(2, 2), padding=_UPSAMPLE_PADDING,
                             kernel_init=KERNEL_INIT, dtype=dtype, name=name)
 
 

@@ -30,6 +30,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.models import layers
+
 __all__ = ["Discriminator", "Generator"]
 
 # DCGAN reference initialisation: every conv weight ~ N(0, 0.02²); BatchNorm γ ~ N(1, 0.02²),
@@ -118,13 +120,14 @@ class Generator(nn.Module):
         # p = 0 (first layer, 1×1 → 4×4) gives 3, p = 1 (each ×2 stage) gives 2.
         width = self.features * 2 ** (stages - 1)
         h = z.reshape((z.shape[0], 1, 1, self.latent_dim))
-        h = nn.ConvTranspose(width, strides=(1, 1), padding=((3, 3), (3, 3)), **conv)(h)
+        h = layers.ConvTranspose(width, strides=(1, 1), padding=((3, 3), (3, 3)), **conv)(h)
         h = nn.relu(_batch_norm(self, train)(h))
         for _ in range(stages - 1):
             width //= 2
-            h = nn.ConvTranspose(width, strides=(2, 2), padding=((2, 2), (2, 2)), **conv)(h)
+            h = layers.ConvTranspose(width, strides=(2, 2), padding=((2, 2), (2, 2)), **conv)(h)
             h = nn.relu(_batch_norm(self, train)(h))
-        h = nn.ConvTranspose(self.channels, strides=(2, 2), padding=((2, 2), (2, 2)), **conv)(h)
+        h = layers.ConvTranspose(self.channels, strides=(2, 2), padding=((2, 2), (2, 2)),
+                                 **conv)(h)
         return jnp.tanh(h)
 
 

@@ -1,0 +1,159 @@
+"""Zero-free strided layers equal the layers they replace: outputs, gradients, parameters."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxgen.models import layers
+from jaxgen.models.autoencoders import ConvDecoder
+from jaxgen.models.cyclegan import ResnetGenerator
+from jaxgen.models.dcgan import Generator
+
+# float32 sums of the same products in another order: relative to the output's scale.
+RTOL = 2e-5
+
+
+def assert_close(actual, expected, rtol=RTOL):
+    """Each leaf within `rtol` of its largest magnitude; leaves that are ~0 in exact
+    arithmetic (e.g. the gradient of a bias followed by a normalisation) against 1e-3 of the
+    largest leaf of the tree."""
+    leaves = jax.tree.leaves(expected)
+    tree_scale = max(float(jnp.max(jnp.abs(e))) for e in leaves)
+    for a, e in zip(jax.tree.leaves(actual), leaves, strict=True):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        scale = max(float(jnp.max(jnp.abs(e))), 1e-3 * tree_scale, 1e-30)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=0, atol=rtol * scale)
+
+
+def output_and_grads(module, variables, x, cotangent_key):
+    """Output and the vector-Jacobian product of a random cotangent w.r.t. input and params."""
+    out, vjp = jax.vjp(lambda v, x: module.apply(v, x), variables, x)
+    cotangent = jax.random.normal(cotangent_key, out.shape, out.dtype)
+    return out, vjp(cotangent)
+
+
+# (input [B, *spatial, C], features, kernel, strides, padding): the models' layers first.
+TRANSPOSE_CASES = [
+    ((3, 4, 4, 16), 8, (4, 4), (2, 2), ((2, 2), (2, 2))),      # DCGAN ×2 stage
+    ((3, 1, 1, 10), 8, (4, 4), (1, 1), ((3, 3), (3, 3))),      # DCGAN 1×1 → 4×4 stem
+    ((2, 8, 8, 8), 4, (3, 3), (2, 2), ((1, 2), (1, 2))),       # CycleGAN upsampling
+    ((2, 7, 7, 8), 4, (4, 4), (2, 2), "SAME"),                  # conv VAE decoder
+    ((2, 5, 6, 3), 4, (3, 3), (2, 2), "SAME"),
+    ((2, 5, 6, 3), 4, (4, 4), (2, 2), "VALID"),
+    ((2, 5, 6, 3), 2, (5, 3), (3, 2), ((1, 3), (0, 2))),      # phases with unequal tap counts
+    ((2, 5, 6, 3), 2, (4, 4), (2, 2), ((1, -1), (3, 1))),      # negative padding crops
+    ((2, 5, 6, 3), 2, (5, 5), (2, 2), ((1, 3), (2, 2))),       # odd output: falls back
+    ((2, 9, 3), 4, (4,), (2,), ((2, 2),)),                      # 1-D
+    ((1, 3, 4, 2, 3), 2, (3, 2, 3), (2, 2, 1), "SAME"),         # 3-D, mixed strides
+]
+
+
+@pytest.mark.parametrize("shape, features, kernel, strides, padding", TRANSPOSE_CASES)
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_conv_transpose_equals_flax_forward_and_gradients(shape, features, kernel, strides,
+                                                          padding, use_bias):
+    x = jax.random.normal(jax.random.key(0), shape)
+    kw = dict(features=features, kernel_size=kernel, strides=strides, padding=padding,
+              use_bias=use_bias, bias_init=nn.initializers.normal(1.0))
+    ours, theirs = layers.ConvTranspose(**kw), nn.ConvTranspose(**kw)
+    variables = theirs.init(jax.random.key(1), x)
+    # Same parameter names, shapes and initial values from the same key.
+    assert_close(ours.init(jax.random.key(1), x), variables, rtol=0)
+
+    got = jax.jit(lambda v, x: output_and_grads(ours, v, x, jax.random.key(2)))(variables, x)
+    want = jax.jit(lambda v, x: output_and_grads(theirs, v, x, jax.random.key(2)))(variables, x)
+    assert_close(got, want)
+
+
+def test_subpixel_function_equals_lax_conv_transpose_without_inserted_zeros():
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 16))
+    w = jax.random.normal(jax.random.key(1), (4, 4, 16, 8))
+    pads = ((2, 2), (2, 2))
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def loss(conv, x, w):
+        return jnp.sum(jnp.sin(conv(x, w)))
+
+    ours = lambda x, w: layers.conv_transpose_subpixel(x, w, (2, 2), pads)
+    theirs = lambda x, w: lax.conv_transpose(x, w, (2, 2), pads, dimension_numbers=dn)
+    assert_close(jax.jit(ours)(x, w), jax.jit(theirs)(x, w))
+    assert_close(jax.jit(jax.grad(lambda x, w: loss(ours, x, w), argnums=(0, 1)))(x, w),
+                 jax.jit(jax.grad(lambda x, w: loss(theirs, x, w), argnums=(0, 1)))(x, w))
+    # The point of the rewrite: no convolution of the step dilates its input.
+    step = jax.jit(jax.grad(lambda x, w: loss(ours, x, w), argnums=(0, 1)))
+    hlo = step.lower(x, w).compile().as_text()
+    assert "convolution(" in hlo and "lhs_dilate=" not in hlo
+
+
+def test_second_order_gradients_match():
+    # e.g. an R1 penalty differentiates an input gradient once more.
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+    kw = dict(features=2, kernel_size=(4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))
+    variables = nn.ConvTranspose(**kw).init(jax.random.key(1), x)
+
+    def penalty(module):
+        def f(v):
+            g = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(v, x))))(x)
+            return jnp.sum(g**2)
+        return jax.jit(jax.grad(f))(variables)
+
+    assert_close(penalty(layers.ConvTranspose(**kw)), penalty(nn.ConvTranspose(**kw)))
+
+
+def test_unsupported_options_use_flax_computation():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
+    for kw in (dict(transpose_kernel=True), dict(kernel_dilation=(2, 2)),
+               dict(mask=jnp.tril(jnp.ones((3, 3, 3, 4)))), dict(padding="CIRCULAR")):
+        kw = dict(features=4, kernel_size=(3, 3), strides=(2, 2)) | kw
+        variables = nn.ConvTranspose(**kw).init(jax.random.key(1), x)
+        assert_close(layers.ConvTranspose(**kw).apply(variables, x),
+                     nn.ConvTranspose(**kw).apply(variables, x), rtol=0)
+
+
+def _with_flax_layers(monkeypatch):
+    monkeypatch.setattr(layers, "ConvTranspose", nn.ConvTranspose)
+
+
+MODELS = [
+    (lambda: Generator(latent_dim=12, features=8, channels=3, image_size=32),
+     (4, 12), dict(train=True, mutable=["batch_stats"])),
+    (lambda: ConvDecoder(channels=(16, 8), image_shape=(28, 28, 1)), (4, 6), {}),
+    (lambda: ResnetGenerator(num_blocks=1, features=4, out_channels=1), (2, 16, 16, 1), {}),
+]
+
+
+@pytest.mark.parametrize("make, shape, kwargs", MODELS)
+def test_models_equal_their_flax_convtranspose_versions(make, shape, kwargs, monkeypatch):
+    """Same parameter tree (checkpoints load) and, computed in float64 so that rounding cannot
+    hide a difference, the same outputs and parameter gradients."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    init_kw = {"train": False} if "train" in kwargs else {}
+
+    def run():
+        model = make()
+        variables = jax.jit(lambda k: model.init(k, x, **init_kw))(jax.random.key(1))
+        with jax.enable_x64(True):
+            v64, x64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), (variables, x))
+
+            model64 = model.clone(dtype=jnp.float64) if hasattr(model, "dtype") else model
+
+            def loss(params):
+                out = model64.apply({**v64, "params": params}, x64, **kwargs)
+                out = out[0] if isinstance(out, tuple) else out
+                return jnp.sum(jnp.sin(3.0 * out)), out
+
+            (_, out), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(v64["params"])
+            out, grads = jax.device_get((out, grads))
+        return variables, out, grads
+
+    ours = run()
+    with monkeypatch.context() as m:
+        _with_flax_layers(m)
+        theirs = run()
+    assert jax.tree.structure(ours[0]) == jax.tree.structure(theirs[0])
+    assert_close(ours[0], theirs[0], rtol=0)
+    assert_close(ours[1], theirs[1], rtol=1e-10)
+    assert_close(ours[2], theirs[2], rtol=1e-10)
