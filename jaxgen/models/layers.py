@@ -6,11 +6,12 @@ convolution computes 4× the products it needs), and on the CPU the kernel gradi
 dilated convolution runs on a slow generic path (≈ 100× slower than an ordinary convolution's
 at DCGAN's sizes). :func:`conv_transpose_subpixel` computes the *same* linear map as one
 stride-1 convolution to ``s^N · C_out`` channels followed by depth-to-space ("sub-pixel
-convolution", Shi et al. 2016, arXiv:1609.05158): output pixel ``s·q + a`` only sees the
-kernel taps ``k ≡ (p_lo − a) mod s``, so each of the ``s^N`` output phases is a small
-stride-1 convolution of the undilated input, with a kernel gathered from the same parameter
-(zero-padded where a phase has fewer taps). Neither the forward pass nor either gradient
-touches an inserted zero.
+convolution", Shi et al. 2016, arXiv:1609.05158): in groups of s consecutive outputs
+(suitably aligned) every output reads the same window of the undilated input, each through
+its own taps ``k ≡ const mod s``, so all ``s^N`` sub-positions are one small stride-1
+convolution, with a kernel gathered from the same parameter (zero-padded where a
+sub-position has fewer taps). Neither the forward pass nor either gradient touches an
+inserted zero.
 
 The result equals ``lax.conv_transpose`` up to float rounding (the same products, summed in
 another order) and is differentiated by ordinary JAX autodiff. :class:`ConvTranspose` is a
@@ -63,22 +64,25 @@ def transpose_padding(kernel_size: Sequence[int], strides: Sequence[int], paddin
 
 
 def _subpixel_plan(n: int, k: int, s: int, lo: int, hi: int):
-    """One spatial dimension of a stride-s transposed convolution, split into its s phases.
+    """One spatial dimension of a stride-s transposed convolution as groups of s outputs.
 
-    Output ``o = s·q + a`` of the transposed convolution (padding ``lo``/``hi`` of the
-    dilated input, kernel not flipped) is ``Σ_j w[k_a + s·j] · x[q + d_a + j]`` with
-    ``k_a = (lo − a) mod s`` and ``d_a = (a + k_a − lo) / s``. Returns None when the output
-    length is not a multiple of s (the phases would differ in length); else the phase count
-    per output ``m``, the common window ``width`` (a phase with fewer taps gets zeros), each
-    phase's first tap ``k_a`` and tap count, and its window offset ``d_a``.
+    Output ``o`` of the transposed convolution (input dilated by s, padded by ``lo``/``hi``,
+    kernel not flipped) is ``Σ_k w[k] · x[(o + k − lo) / s]`` over the taps k that make the
+    index whole. Grouping the outputs as ``o = s·t + (lo + 1 − s) + a``, ``a ∈ [0, s)``, every
+    output of group t reads the same input window ``x[t], x[t + 1], …``: sub-position a uses
+    the taps ``k = s − 1 − a + s·j`` on ``x[t + j]``. So one stride-1 convolution with
+    ``s · C_out`` outputs per position t computes every group, and depth-to-space followed by
+    one contiguous slice gives the output.
+
+    Returns the output length, the first and last group ``t``, the window width (a
+    sub-position with fewer taps gets zeros), and each sub-position's taps.
     """
     n_out = (n - 1) * s + 1 + lo + hi - k + 1
-    if n_out <= 0 or n_out % s:
-        return None
-    first = [(lo - a) % s for a in range(s)]
-    counts = [len(range(ka, k, s)) for ka in first]
-    offsets = [(a + ka - lo) // s for a, ka in enumerate(first)]
-    return n_out // s, max(counts), first, counts, offsets
+    shift = lo + 1 - s  # output index of group 0's first element
+    t_first = (0 - shift) // s
+    t_last = (n_out - 1 - shift) // s
+    taps = [list(range(s - 1 - a, k, s)) for a in range(s)]
+    return n_out, t_first, t_last, max(len(t) for t in taps), taps
 
 
 def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding,
@@ -95,69 +99,57 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, strides: Sequence[i
 
     Returns:
       ``[B, *spatial_out, C_out]``, equal to ``lax.conv_transpose`` up to float rounding.
-      Falls back to ``lax.conv_transpose`` when some output length is not a multiple of its
-      stride.
     """
     nd = x.ndim - 2
     ksize = kernel.shape[:nd]
     strides = tuple(strides)
     pads = transpose_padding(ksize, strides, padding)
+    dn = _channels_last(nd)
     plans = [_subpixel_plan(n, k, s, lo, hi)
              for n, k, s, (lo, hi) in zip(x.shape[1:-1], ksize, strides, pads, strict=True)]
-    dn = _channels_last(nd)
-    if any(p is None for p in plans) or all(s == 1 for s in strides):
+    if all(s == 1 for s in strides) or any(p[0] <= 0 for p in plans):
         return lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=dn,
                                   precision=precision,
                                   preferred_element_type=preferred_element_type)
     c_in, c_out = kernel.shape[-2:]
 
-    # Kernel [*K, C_in, C_out] -> [*width, C_in, *s, C_out]: tap j of phase a along a
-    # dimension is w[k_a + s·j], or a zero (index K of the zero-padded kernel) past the taps.
+    # Kernel [*K, C_in, C_out] -> [*width, C_in, *s, C_out]: tap j of sub-position a along a
+    # dimension is w[s − 1 − a + s·j], or a zero (index K of the zero-padded kernel).
     w = kernel
-    for d, ((_, width, first, counts, _), s) in enumerate(zip(plans, strides, strict=True)):
+    for d, ((_, _, _, width, taps), s) in enumerate(zip(plans, strides, strict=True)):
         axis = 2 * d  # the dimensions before it are already split into (width, s)
         w = jnp.pad(w, [(0, 1) if i == axis else (0, 0) for i in range(w.ndim)])
         index = np.full((width, s), ksize[d], np.int32)
-        for a in range(s):
-            index[: counts[a], a] = first[a] + s * np.arange(counts[a])
+        for a, tap in enumerate(taps):
+            index[: len(tap), a] = tap
         w = jnp.take(w, index.reshape(-1), axis=axis)
         w = w.reshape(w.shape[:axis] + (width, s) + w.shape[axis + 1:])
     # Axes now: (width_0, s_0, width_1, s_1, ..., C_in, C_out).
     perm = ([2 * d for d in range(nd)] + [2 * nd] + [2 * d + 1 for d in range(nd)]
             + [2 * nd + 1])
     w = jnp.transpose(w, perm).reshape(
-        tuple(p[1] for p in plans) + (c_in, math.prod(strides) * c_out))
+        tuple(p[3] for p in plans) + (c_in, math.prod(strides) * c_out))
 
-    # One stride-1 convolution computes every phase: output r of dimension d is the window
-    # starting at input r + min_a d_a; phase a's outputs start at r = d_a − min_a d_a.
-    conv_pads = []
-    for n, (m, width, _, _, offsets) in zip(x.shape[1:-1], plans, strict=True):
-        d_min = min(offsets)
-        length = m + max(offsets) - d_min
-        conv_pads.append((-d_min, length - 1 + d_min + width - 1 - (n - 1)))
+    # Output position r of the convolution is group t_first + r, reading x[t_first + r + j].
     # Padding as its own op and a VALID convolution: XLA:CPU computes the kernel gradient of
     # a *padded* 2×2 convolution on a slow generic path (100× slower at 64×8×8×64 → 128).
-    x = lax.pad(x, jnp.array(0, x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in conv_pads]
+    x = lax.pad(x, jnp.array(0, x.dtype),
+                [(0, 0, 0)] + [(-t_first, t_last + width - n, 0) for n, (_, t_first, t_last,
+                               width, _) in zip(x.shape[1:-1], plans, strict=True)]
                 + [(0, 0, 0)])
     y = lax.conv_general_dilated(x, w, (1,) * nd, "VALID", dimension_numbers=dn,
                                  precision=precision,
                                  preferred_element_type=preferred_element_type)
-    b = y.shape[0]
-    y = y.reshape(y.shape[:-1] + strides + (c_out,))  # [B, *L, *s, C_out]
-    for d, (m, _, _, _, offsets) in enumerate(plans):
-        d_min = min(offsets)
-        if len(set(offsets)) == 1:
-            y = lax.slice_in_dim(y, offsets[0] - d_min, offsets[0] - d_min + m, axis=1 + d)
-        else:
-            phases = [lax.slice_in_dim(lax.index_in_dim(y, a, axis=1 + nd + d, keepdims=False),
-                                       o - d_min, o - d_min + m, axis=1 + d)
-                      for a, o in enumerate(offsets)]
-            y = jnp.stack(phases, axis=1 + nd + d)
-    # [B, *m, *s, C_out] -> [B, m_0, s_0, m_1, s_1, ..., C_out] -> [B, *(m·s), C_out].
+    b, groups = y.shape[0], y.shape[1:-1]
+    # Depth-to-space: [B, *T, *s, C_out] -> [B, T_0, s_0, T_1, s_1, ..., C_out] -> [B, *(T·s)],
+    # then the outputs start at index (lo + 1 − s) + s·t_first ≤ 0 of the first group.
+    y = y.reshape((b,) + groups + strides + (c_out,))
     perm = [0] + [i for d in range(nd) for i in (1 + d, 1 + nd + d)] + [1 + 2 * nd]
-    y = jnp.transpose(y, perm)
-    return y.reshape((b,) + tuple(p[0] * s for p, s in zip(plans, strides, strict=True))
-                     + (c_out,))
+    y = jnp.transpose(y, perm).reshape(
+        (b,) + tuple(t * s for t, s in zip(groups, strides, strict=True)) + (c_out,))
+    start = [-(lo + 1 - s + s * p[1]) for (lo, _), s, p in zip(pads, strides, plans, strict=True)]
+    return lax.slice(y, [0, *start, 0],
+                     [b, *(st + p[0] for st, p in zip(start, plans, strict=True)), c_out])
 
 
 class ConvTranspose(nn.ConvTranspose):
