@@ -15,7 +15,6 @@ Usage (from the repository root)::
 
     python -m benchmarks.cpu_vs_pytorch                           # all five, 5 pairs each
     python -m benchmarks.cpu_vs_pytorch --models dcgan_fmnist --pairs 7
-    python -m benchmarks.cpu_vs_pytorch --dcgan_reuse_fakes      # + the fake-reuse variant
 
 Writes ``benchmarks/results/cpu_vs_pytorch_<time>.json`` and a ``.png`` figure beside it.
 torch must be installed (it is not a jaxgen dependency; see benchmarks/notes/cpu_speed.md).
@@ -38,6 +37,7 @@ import torch
 
 from benchmarks import _common, generative_steps, train_step
 from benchmarks.torch_peers import Peer, cyclegan, dcgan, num_params, unet, vae
+from jaxgen.training import xla_flags
 
 # A runner does `steps` training steps and returns once they are finished.
 Runner = Callable[[int], None]
@@ -292,9 +292,6 @@ def parse_args(argv):
                              "cores (a pair measured above it is marked contended)")
     parser.add_argument("--max_wait_s", type=float, default=300.0,
                         help="longest wait for a quiet machine before each pair")
-    parser.add_argument("--dcgan_reuse_fakes", action="store_true",
-                        help="also time the PyTorch DCGAN step that reuses one batch of fakes "
-                             "against jaxgen's (which generates twice)")
     parser.add_argument("--output", default=None, help="JSON path (PNG beside it)")
     args = parser.parse_args(argv)
     if args.pairs < 3:
@@ -304,6 +301,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
+    xla_flags.set_cpu_flags()  # as experiments/main.py, before the backend starts
     info = machine()
     print(f"{info['cpu_model']}: {info['usable_cpus']}/{info['cpu_count']} CPUs; jax "
           f"{info['jax']} ({info['jax_cpu_threads']}; XLA_FLAGS={info['xla_flags']!r}); torch "
@@ -321,15 +319,6 @@ def main(argv=None) -> dict[str, Any]:
         row.update(floor=spec.floor, jaxgen_params=jax_params, torch_params=torch_params)
         print(f"  median ratio {row['median_ratio']:.3f} (goal >= {spec.floor})", flush=True)
         rows.append(row)
-        if name == "dcgan_fmnist" and args.dcgan_reuse_fakes:
-            reuse = torch_peer(name, spec.batch_size, reuse_fakes=True)
-            print("dcgan_fmnist PyTorch: generate twice (as jaxgen) vs reuse the fakes",
-                  flush=True)
-            extra = compare("dcgan_torch_reuse_fakes", _torch_runner(reuse),
-                            _torch_runner(peer), spec.batch_size, args,
-                            labels=("reuse_fakes", "generate_twice"))
-            print(f"  median speed-up from reusing the fakes {extra['median_ratio']:.3f}")
-            row["pytorch_reuse_fakes_vs_twice"] = extra
 
     print("\nmodel              pairs (jaxgen/PyTorch)                      median  goal")
     for row in rows:

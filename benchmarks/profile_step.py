@@ -43,6 +43,7 @@ import jax
 
 from benchmarks import _common
 from benchmarks import steps as steps_benchmark
+from jaxgen.training import xla_flags
 
 # One HLO instruction: `%name = <shape> opcode(operands), attributes`; the shape may be a tuple.
 _INSTRUCTION = re.compile(
@@ -287,6 +288,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
+    xla_flags.set_cpu_flags()  # as experiments/main.py, before the backend starts
     machine = _common.machine_info()
     print(_common.describe_machine(machine))
     r = profile(args)

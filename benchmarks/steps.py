@@ -37,7 +37,7 @@ import numpy as np
 
 from benchmarks import _common
 from experiments import runner, settings
-from jaxgen.training import DataParallel, with_step_key
+from jaxgen.training import DataParallel, with_step_key, xla_flags
 
 # name -> (config module, default global batch sizes, config overrides)
 MODELS = {
@@ -239,6 +239,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
+    xla_flags.set_cpu_flags()  # as experiments/main.py, before the backend starts
     machine = _common.machine_info()
     print(_common.describe_machine(machine))
     counts = args.devices or sorted({1, jax.device_count()})

@@ -47,7 +47,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv):
     del argv
-    from jaxgen.training import distributed
+    from jaxgen.training import distributed, xla_flags
+
+    xla_flags.set_cpu_flags()  # before the first computation starts the CPU backend
 
     multi = distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     import jax
