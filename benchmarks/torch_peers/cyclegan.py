@@ -1,6 +1,6 @@
 """CycleGAN's ResNet generator and PatchGAN (cyclegan_fmnist sizes) and jaxgen's step.
 
-Mirrors :mod:`jaxgen.models.cyclegan` and ``experiments/cyclegan.py``'s ``make_train_body``
+Mirrors :mod:`jaxgen.models.cyclegan` and :func:`jaxgen.families.cyclegan.make_cyclegan_step`
 (the layers of junyanz/pytorch-CycleGAN-and-pix2pix's ``ResnetGenerator`` and
 ``NLayerDiscriminator``: instance norm without affine parameters, reflection padding, biases,
 N(0, 0.02²) weights). One step:

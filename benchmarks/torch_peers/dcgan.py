@@ -1,7 +1,7 @@
 """DCGAN generator and discriminator (dcgan_fmnist widths) and jaxgen's two-player step.
 
-Mirrors :mod:`jaxgen.models.dcgan` and ``experiments/gan.py``'s ``make_train_body`` with
-``train.d_steps = 1`` and the non-saturating loss. One step:
+Mirrors :mod:`jaxgen.models.dcgan` and :func:`jaxgen.families.gan.make_dcgan_step` with
+``loss.d_steps = 1`` and the non-saturating loss. One step:
 
 1. G generates a batch from fresh latents in train mode (batch statistics, running averages
    updated), without gradient;
@@ -100,7 +100,7 @@ def make_peer(config, batch_size: int, *, reuse_fakes: bool = False) -> Peer:
     """jaxgen's GAN step (``reuse_fakes=False``), or the PyTorch DCGAN example's order
     (``reuse_fakes=True``: one batch of fakes, D on ``fake.detach()``, then G on D(fake) with
     the updated D, so G's forward runs once per step)."""
-    if config.train.d_steps != 1 or config.loss.kind != "non_saturating":
+    if config.loss.d_steps != 1 or config.loss.kind != "non_saturating":
         raise NotImplementedError("the peer mirrors d_steps=1 with the non-saturating loss.")
     if config.loss.r1_weight > 0:
         raise NotImplementedError("the peer has no R1 penalty.")

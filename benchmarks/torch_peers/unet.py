@@ -4,10 +4,11 @@ Mirrors :class:`jaxgen.models.unet.UNet` (Ho et al. 2020's layout: pre-activatio
 blocks with GroupNorm/swish, timestep embedding added in every block, dropout, single-head
 self-attention at the configured resolutions, stride-2 3×3 downsampling with TensorFlow's
 "SAME" padding (0 before, 1 after), nearest ×2 upsampling + 3×3 conv, zero-initialised last
-layers) and ``experiments/diffusion.py``'s ``make_train_body`` with ``make_optimizer``: per
-example t ~ U{0..T−1} and ε ~ N(0, I), x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε, L_simple (mean squared
-error of ε), backward, global-norm clipping, Adam with linear warmup, then the EMA of the
-parameters. Kernels: variance_scaling(1, fan_avg, uniform) = Xavier-uniform.
+layers) and :meth:`jaxgen.families.diffusion.Diffusion.train_body` with
+:func:`jaxgen.training.optim.make_optimizer`: per example t ~ U{0..T−1} and ε ~ N(0, I),
+x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε, L_simple (mean squared error of ε), backward, global-norm
+clipping, Adam with linear warmup, then the EMA of the parameters. Kernels:
+variance_scaling(1, fan_avg, uniform) = Xavier-uniform.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Conv: mirrors :func:`jaxgen.models.autoencoders.make_autoencoder` with
 ``architecture="conv"``: 4×4 stride-2 convolutions (TensorFlow "SAME" = padding 1 here) with
 ReLU, a linear layer to 2·latent numbers (mean, log-variance); decoder: a linear layer to a
 7×7 map, ReLU, 4×4 stride-2 transposed convolutions (padding 1), all with biases. Step
-(``experiments/autoencoders.py``): z = μ + σ ε, Bernoulli log-likelihood from logits
-(binary cross-entropy summed over pixels) + KL to N(0, I), batch mean, backward, Adam.
+(:meth:`jaxgen.families.autoencoder.Autoencoder.train_body`): z = μ + σ ε, Bernoulli
+log-likelihood from logits (binary cross-entropy summed over pixels) + KL to N(0, I), batch
+mean, backward, Adam.
 
 MLP: the classic example's model and loss from ``benchmarks/pytorch_reference_vae.py``
 (784-400-20, sigmoid + BCE summed over the batch), its training loop's step.

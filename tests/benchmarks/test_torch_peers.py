@@ -3,17 +3,16 @@
 import importlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from benchmarks.torch_peers import cyclegan, dcgan, num_params, unet, vae  # noqa: E402
-from experiments import cyclegan as cyclegan_experiment  # noqa: E402
-from experiments import diffusion as diffusion_experiment  # noqa: E402
-from experiments import gan as gan_experiment  # noqa: E402
-from jaxgen.models.autoencoders import make_autoencoder  # noqa: E402
+from experiments import settings  # noqa: E402
+from jaxgen import families  # noqa: E402
+from jaxgen.data.datasets import KINDS  # noqa: E402
 
 
 def config(name):
@@ -24,47 +23,41 @@ def count(tree) -> int:
     return sum(int(np.size(leaf)) for leaf in jax.tree.leaves(tree))
 
 
-def shapes(fn, *args):
-    return jax.eval_shape(fn, jax.random.key(0), *args)["params"]
+def initial_state(name):
+    """The shapes of the family's initial state for config `name`, built as the runner
+    builds it (typed settings, the data's image shape, the family's own ``init``)."""
+    run, family_config = settings.from_config_dict(config(name))
+    cls = families.get(run.family)
+    data = KINDS[cls.data_kind][1](run.data, input_range=cls.input_range, seed=run.seed)
+    family = cls(family_config, image_shape=data.image_shape)
+    return jax.eval_shape(lambda: family.init(jax.random.key(0), optax.adam(1e-3)))
 
 
 def test_dcgan_counts():
-    c = config("dcgan_fmnist")
-    gen, disc = gan_experiment.make_models(c, axis_name=None)
-    size, channels = c.data.image_size, c.data.image_shape[-1]
-    g = shapes(lambda k: gen.init(k, jnp.zeros((2, c.model.latent_dim)), train=False))
-    d = shapes(lambda k: disc.init(k, jnp.zeros((2, size, size, channels)), train=False))
-    peer_g, peer_d = dcgan.make_models(c)
+    state = initial_state("dcgan_fmnist")
+    g, d = state.generator.params, state.discriminator.params
+    peer_g, peer_d = dcgan.make_models(config("dcgan_fmnist"))
     assert (num_params(peer_g), num_params(peer_d)) == (count(g), count(d)) == (369_600, 166_784)
 
 
 def test_cyclegan_counts():
-    c = config("cyclegan_fmnist")
-    gen, disc = cyclegan_experiment.make_models(c)
-    x = jnp.zeros((1, c.data.crop_size, c.data.crop_size, c.data.channels))
-    g, d = shapes(lambda k: gen.init(k, x)), shapes(lambda k: disc.init(k, x))
-    peer_g, peer_d = cyclegan.make_models(c)
+    state = initial_state("cyclegan_fmnist")
+    # One network of each kind (the players hold G and F, D_X and D_Y).
+    g, d = state.generator.params["G"], state.discriminator.params["D_X"]
+    peer_g, peer_d = cyclegan.make_models(config("cyclegan_fmnist"))
     assert (num_params(peer_g), num_params(peer_d)) == (count(g), count(d)) == (269_377, 42_353)
 
 
 def test_unet_count():
-    c = config("ddpm_fmnist")
-    model = diffusion_experiment.make_model(c)
-    x = jnp.zeros((1, c.data.image_size, c.data.image_size, c.data.image_shape[-1]))
-    p = shapes(lambda k: model.init(k, x, jnp.zeros((1,), jnp.int32), train=False))
-    assert num_params(unet.make_model(c)) == count(p) == 1_112_801
+    p = initial_state("ddpm_fmnist").params
+    assert num_params(unet.make_model(config("ddpm_fmnist"))) == count(p) == 1_112_801
 
 
 @pytest.mark.parametrize("name, want", [("vae_conv", 258_025), ("vae_mlp", 652_824)])
 def test_vae_counts(name, want):
     c = config(name)
-    m = c.model
-    model = make_autoencoder(architecture=m.architecture, image_shape=tuple(c.data.image_shape),
-                             latent_dim=m.latent_dim, variational=True, hidden=tuple(m.hidden),
-                             channels=tuple(m.channels), init=m.init)
-    x = jnp.zeros((1, *c.data.image_shape))
-    p = shapes(lambda k: model.init(k, x, jax.random.key(1)))
-    make_peer = vae.make_conv_peer if m.architecture == "conv" else vae.make_mlp_peer
+    p = initial_state(name).params
+    make_peer = vae.make_conv_peer if c.model.architecture == "conv" else vae.make_mlp_peer
     assert num_params(make_peer(c, 2).models["vae"]) == count(p) == want
 
 
