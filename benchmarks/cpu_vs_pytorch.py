@@ -1,15 +1,15 @@
 """jaxgen's compiled training steps side by side with PyTorch eager peers, on this CPU.
 
-For each model, the jaxgen step is built as its experiment builds it (one small function per
-model below, ``jaxgen_<model>``, so it can be rewired without touching the timing) and the
-PyTorch peer from :mod:`benchmarks.torch_peers` (the same architecture, parameter count,
-optimizer and work per step). Both are warmed up, then timed in alternating windows
-A B A B … (A = jaxgen, B = PyTorch), each window a whole number of steps lasting about
-``--window_s`` seconds; the jaxgen window dispatches its steps and blocks once at the end,
-PyTorch runs eagerly. Each pair gives a ratio jaxgen images/s ÷ PyTorch images/s; the median
-over pairs is the result. Alternating keeps slow drifts of a shared machine (other jobs) from
-favouring one side; each window also records the process's CPU time and the load average, so
-a pair measured under contention can be recognised.
+For each model, the jaxgen step is the one ``benchmarks.steps.build`` compiles from the
+registered config, exactly as ``experiments.main`` builds it (:func:`jaxgen_step`), and the
+PyTorch peer, built from the same config, comes from :mod:`benchmarks.torch_peers` (the same
+architecture, parameter count, optimizer and work per step). Both are warmed up, then timed in
+alternating windows A B A B … (A = jaxgen, B = PyTorch), each window a whole number of steps
+lasting about ``--window_s`` seconds; the jaxgen window dispatches its steps and blocks once at
+the end, PyTorch runs eagerly. Each pair gives a ratio jaxgen images/s ÷ PyTorch images/s; the
+median over pairs is the result. Alternating keeps slow drifts of a shared machine (other jobs)
+from favouring one side; each window also records the process's CPU time and the load average,
+so a pair measured under contention can be recognised.
 
 Usage (from the repository root)::
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import statistics
 import time
@@ -35,9 +34,10 @@ import jax
 import numpy as np
 import torch
 
-from benchmarks import _common, generative_steps, train_step
+from benchmarks import _common
+from benchmarks import steps as steps_benchmark
 from benchmarks.torch_peers import Peer, cyclegan, dcgan, num_params, unet, vae
-from jaxgen.training import xla_flags
+from jaxgen.training import TrainState, xla_flags
 
 # A runner does `steps` training steps and returns once they are finished.
 Runner = Callable[[int], None]
@@ -45,25 +45,26 @@ Runner = Callable[[int], None]
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    config: str
     batch_size: int
     floor: float  # the issue's goal for jaxgen ÷ PyTorch images/s
 
 
+# Names in benchmarks.steps.MODELS (registered configs, with that module's overrides).
 MODELS = {
-    "dcgan_fmnist": Model("dcgan_fmnist", 64, 1.0),
-    "cyclegan_fmnist": Model("cyclegan_fmnist", 8, 1.0),
-    "ddpm_fmnist": Model("ddpm_fmnist", 32, 1.0),
-    "vae_conv": Model("vae_conv", 128, 1.0),
-    "vae_mlp": Model("vae_mlp", 128, 1.5),
+    "dcgan_fmnist": Model(64, 1.0),
+    "cyclegan_fmnist": Model(8, 1.0),
+    "ddpm_fmnist": Model(32, 1.0),
+    "vae_conv": Model(128, 1.0),
+    "vae_mlp": Model(128, 1.5),
 }
 
 
-def load_config(name: str):
-    return importlib.import_module(f"experiments.configs.{name}").get_config()
+def load_config(name: str, batch_size: int):
+    """The experiment config ``benchmarks.steps.build`` builds `name`'s jaxgen step from."""
+    return steps_benchmark.config_for(name, batch_size, {})
 
 
-# ---- jaxgen side: one function per model ------------------------------------------------
+# ---- jaxgen side -----------------------------------------------------------------------
 
 
 def _carry(step, state, batch, key) -> Runner:
@@ -79,46 +80,27 @@ def _carry(step, state, batch, key) -> Runner:
     return run
 
 
-def _generative(name: str, batch_size: int) -> tuple[Runner, int]:
-    built = generative_steps.build(name, batch_size, [])
-    state = built.exp.initial_state
-    params = (state.params if hasattr(state, "params") else
-              {"generator": state.generator.params, "discriminator": state.discriminator.params})
-    count = sum(int(np.size(p)) for p in jax.tree.leaves(params))
-    return _carry(built.compiled, built.state, built.batch, built.key), count
+def jaxgen_params(state) -> int:
+    """Trainable parameters of every player of a host state (no EMA, no optimizer state)."""
+    players = [state] if isinstance(state, TrainState) else [state.generator,
+                                                                state.discriminator]
+    return sum(int(np.size(p)) for player in players for p in jax.tree.leaves(player.params))
 
 
-def _autoencoder(name: str, batch_size: int) -> tuple[Runner, int]:
-    built = train_step.build_step(name, batch_size, None)
-    run = _carry(built["step"], built["state"], built["batch"], built["train_key"])
-    return run, built["num_params"]
-
-
-def jaxgen_dcgan_fmnist(batch_size: int) -> tuple[Runner, int]:
-    return _generative("dcgan_fmnist", batch_size)
-
-
-def jaxgen_cyclegan_fmnist(batch_size: int) -> tuple[Runner, int]:
-    return _generative("cyclegan_fmnist", batch_size)
-
-
-def jaxgen_ddpm_fmnist(batch_size: int) -> tuple[Runner, int]:
-    return _generative("ddpm_fmnist", batch_size)
-
-
-def jaxgen_vae_conv(batch_size: int) -> tuple[Runner, int]:
-    return _autoencoder("vae_conv", batch_size)
-
-
-def jaxgen_vae_mlp(batch_size: int) -> tuple[Runner, int]:
-    return _autoencoder("vae_mlp", batch_size)
+def jaxgen_step(name: str, batch_size: int) -> tuple[Runner, int, steps_benchmark.Built]:
+    """`name`'s compiled training step from ``benchmarks.steps.build`` (the registered config,
+    built as ``experiments.main`` builds it, on a synthetic batch), its parameter count, and
+    the build (whose runner the caller closes)."""
+    built = steps_benchmark.build(name, batch_size, {})
+    count = jaxgen_params(built.parallel.fetch(built.state))  # before a step donates the state
+    return _carry(built.compiled, built.state, built.batch, built.key), count, built
 
 
 # ---- PyTorch side ----------------------------------------------------------------------
 
 
 def torch_peer(name: str, batch_size: int, *, reuse_fakes: bool = False) -> Peer:
-    config = load_config(MODELS[name].config)
+    config = load_config(name, batch_size)
     if name == "dcgan_fmnist":
         return dcgan.make_peer(config, batch_size, reuse_fakes=reuse_fakes)
     if name == "cyclegan_fmnist":
@@ -310,12 +292,13 @@ def main(argv=None) -> dict[str, Any]:
     rows = []
     for name in args.models:
         spec = MODELS[name]
-        jax_run, jax_params = globals()[f"jaxgen_{name}"](spec.batch_size)
+        jax_run, jax_params, built = jaxgen_step(name, spec.batch_size)
         peer = torch_peer(name, spec.batch_size)
         torch_params = sum(num_params(m) for m in peer.models.values())
         print(f"{name} batch {spec.batch_size} (parameters: jaxgen {jax_params:,}, "
               f"PyTorch {torch_params:,})", flush=True)
         row = compare(name, jax_run, _torch_runner(peer), spec.batch_size, args)
+        built.runner.close()
         row.update(floor=spec.floor, jaxgen_params=jax_params, torch_params=torch_params)
         print(f"  median ratio {row['median_ratio']:.3f} (goal >= {spec.floor})", flush=True)
         rows.append(row)
