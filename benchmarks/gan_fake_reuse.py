@@ -1,17 +1,18 @@
 """What reusing one batch of fakes per GAN step would save, in jaxgen and in PyTorch (CPU).
 
-jaxgen's DCGAN step (``experiments/gan.py``) generates twice per step: a batch without
-gradient for the discriminator's update, then a second batch from new latents for the
-generator's. The PyTorch DCGAN example generates once: D is updated on ``fake.detach()``,
-then G on D(fake) scored by the updated D, backpropagating through the same forward pass.
-This script times both orders, alternating windows A B A B …:
+jaxgen's DCGAN step (:func:`jaxgen.families.gan.make_dcgan_step`) generates twice per step: a
+batch without gradient for the discriminator's update, then a second batch from new latents
+for the generator's. The PyTorch DCGAN example generates once: D is updated on
+``fake.detach()``, then G on D(fake) scored by the updated D, backpropagating through the same
+forward pass. This script times both orders, alternating windows A B A B … (A reuses the
+fakes, B generates twice; the ratio is A's images/s over B's):
 
-* jaxgen: the experiment's own compiled step (A) against a reuse-the-fakes step written here
-  (B): one generator forward kept for ``jax.vjp``, the D update on its stop-gradient output,
-  then the G update pulls the gradient of the non-saturating loss through the updated D and
-  back through the saved forward pass;
-* PyTorch: :func:`benchmarks.torch_peers.dcgan.make_peer` with ``reuse_fakes`` False (A) and
-  True (B).
+* jaxgen: a reuse-the-fakes step written here (A) against the registered config's compiled
+  step from ``benchmarks.steps.build`` (B). A keeps one generator forward for ``jax.vjp``,
+  updates D on its stop-gradient output, then pulls the gradient of the generator loss through
+  the updated D and back through the saved forward pass;
+* PyTorch: :func:`benchmarks.torch_peers.dcgan.make_peer` with ``reuse_fakes`` True (A) and
+  False (B).
 
 Usage (from the repository root)::
 
@@ -24,61 +25,72 @@ import argparse
 import statistics
 
 import jax
+import optax
 
-from benchmarks import cpu_vs_pytorch, generative_steps
+from benchmarks import cpu_vs_pytorch
+from benchmarks import steps as steps_benchmark
+from jaxgen.families.gan import GAN, LOGIT_LOSSES, latents
 from jaxgen.math import adversarial
 from jaxgen.training import (
+    AXIS,
+    LossOutput,
     gradient_update,
-    per_example_keys,
     split_named,
     with_step_key,
     xla_flags,
 )
+from jaxgen.training.step import learning_rate
 
 
-def make_reuse_body(generator, discriminator, config):
-    """The experiment's step with one batch of fakes per step (d_steps = 1)."""
-    if config.train.d_steps != 1 or config.loss.r1_weight > 0:
+def make_reuse_body(family: GAN):
+    """The family's step with one batch of fakes per step (``loss.d_steps`` = 1, no R1), with
+    the same metrics as :func:`jaxgen.families.gan.make_dcgan_step`."""
+    config = family.config
+    if config.loss.d_steps != 1 or config.loss.r1_weight > 0:
         raise NotImplementedError("one discriminator step, no R1 penalty")
+    generator, discriminator = family.generator, family.discriminator
     d_loss_fn, g_loss_fn = adversarial.get_gan_losses(config.loss.kind)
-    latent_dim = config.model.latent_dim
+    score = jax.nn.sigmoid if config.loss.kind in LOGIT_LOSSES else (lambda s: s)
 
     def train_step(state, batch, key):
         real = batch["image"]
-        b = real.shape[0]
-        z = jax.vmap(lambda k: jax.random.normal(k, (latent_dim,)))(
-            per_example_keys(split_named(key, ("z",))["z"], b))
+        z = latents(split_named(key, ("z",))["z"], real.shape[0], generator.latent_dim)
         g, d = state.generator, state.discriminator
 
         def generate(params):
-            fake, updates = generator.apply({"params": params, "batch_stats": g.batch_stats},
-                                            z, train=True, mutable=["batch_stats"])
-            return fake, updates["batch_stats"]
+            return generator.apply({"params": params, **g.model_state}, z, train=True,
+                                   mutable=["batch_stats"])
 
-        fake, pull_back, g_stats = jax.vjp(generate, g.params, has_aux=True)
+        fake, pull_back, g_updates = jax.vjp(generate, g.params, has_aux=True)
 
-        def discriminate(params, stats, x):
-            logits, updates = discriminator.apply({"params": params, "batch_stats": stats}, x,
-                                                  train=True, mutable=["batch_stats"])
-            return logits, updates["batch_stats"]
+        def discriminate(params, model_state, x):
+            return discriminator.apply({"params": params, **model_state}, x, train=True,
+                                       mutable=["batch_stats"])
 
         def d_loss(params):
-            real_logits, stats = discriminate(params, d.batch_stats, real)
+            real_logits, stats = discriminate(params, d.model_state, real)
             fake_logits, stats = discriminate(params, stats, jax.lax.stop_gradient(fake))
-            loss = d_loss_fn(real_logits, fake_logits).mean()
-            return loss, {"d_loss": loss, "batch_stats": stats}
+            loss = d_loss_fn(real_logits, fake_logits)
+            metrics = {"d_loss": loss.mean(), "d_real": score(real_logits).mean(),
+                       "d_fake": score(fake_logits).mean()}
+            return LossOutput(loss=loss.mean(), metrics=metrics, model_state=stats)
 
-        d, d_metrics, _ = gradient_update(d, d_loss)
+        d, d_metrics, _ = gradient_update(d, d_loss, name="d")
 
         def g_loss_of_fake(x):
-            return g_loss_fn(discriminate(d.params, d.batch_stats, x)[0]).mean()
+            return g_loss_fn(discriminate(d.params, d.model_state, x)[0]).mean()
 
         g_loss, fake_grad = jax.value_and_grad(g_loss_of_fake)(fake)
         (g_grads,) = pull_back(fake_grad)
-        g_grads = jax.lax.pmean(g_grads, "data")
-        g = g.apply_gradients(grads=g_grads).replace(batch_stats=g_stats)
+        g_grads = jax.lax.pmean(g_grads, AXIS)
+        g = g.apply_gradients(grads=g_grads).replace(model_state=g_updates)
+        g_metrics = {"g_loss": jax.lax.pmean(g_loss, AXIS),
+                     "g_grad_norm": optax.global_norm(g_grads)}
+        lr = learning_rate(g.opt_state)
+        if lr is not None:
+            g_metrics["g_learning_rate"] = lr
         new = state.replace(step=state.step + 1, generator=g, discriminator=d)
-        return new, {**d_metrics, "g_loss": jax.lax.pmean(g_loss, "data")}
+        return new, {**d_metrics, **g_metrics}
 
     return train_step
 
@@ -94,19 +106,17 @@ def main(argv=None):
     xla_flags.set_cpu_flags()
     name, batch_size = "dcgan_fmnist", cpu_vs_pytorch.MODELS["dcgan_fmnist"].batch_size
 
-    built = generative_steps.build(name, batch_size, [])
+    built = steps_benchmark.build(name, batch_size, {})
     twice = cpu_vs_pytorch._carry(built.compiled, built.state, built.batch, built.key)
-    exp = built.exp
-    reuse_step = built.run.parallel.compile(
-        with_step_key(make_reuse_body(exp.generator, exp.discriminator, exp.config)))
-    state = built.run.parallel.replicate(exp.initial_state)
+    reuse_step = built.parallel.compile(with_step_key(make_reuse_body(built.runner.family)))
+    state = built.parallel.replicate(built.runner.initial_state(num_steps=1000))
     reuse = cpu_vs_pytorch._carry(reuse_step, state, built.batch, built.key)
-    print(f"{name} batch {batch_size}, jaxgen: generate twice (A) vs reuse the fakes (B)")
+    print(f"{name} batch {batch_size}, jaxgen: reuse the fakes (A) vs generate twice (B)")
     jax_row = cpu_vs_pytorch.compare(name, reuse, twice, batch_size, args,
                                      labels=("reuse", "twice"))
     print(f"  jaxgen: reuse/twice images/s median {jax_row['median_ratio']:.3f}")
 
-    print(f"{name} batch {batch_size}, PyTorch: generate twice (A) vs reuse the fakes (B)")
+    print(f"{name} batch {batch_size}, PyTorch: reuse the fakes (A) vs generate twice (B)")
     torch_twice = cpu_vs_pytorch.torch_peer(name, batch_size)
     torch_reuse = cpu_vs_pytorch.torch_peer(name, batch_size, reuse_fakes=True)
     torch_row = cpu_vs_pytorch.compare(
@@ -118,7 +128,7 @@ def main(argv=None):
         print(f"{label}: step time saved by reusing the fakes, per pair "
               f"{' '.join(f'{100 * s:.0f}%' for s in saved)}; median "
               f"{100 * statistics.median(saved):.0f}%")
-    built.run.close()
+    built.runner.close()
 
 
 if __name__ == "__main__":
