@@ -92,7 +92,16 @@ def test_steps_on_one_and_four_devices_agree(name, tmp_path, num_devices):
     # key or statistic would differ by O(1).
     chex.assert_trees_all_close(split_params(one)[1], split_params(many)[1], atol=1e-3,
                                 rtol=1e-3)
-    chex.assert_trees_all_close(m1, m4, atol=1e-4, rtol=1e-3)
+    norms = {k for k in m1 if k.endswith("grad_norm")}
+    chex.assert_trees_all_close({k: v for k, v in m1.items() if k not in norms},
+                                {k: v for k, v in m4.items() if k not in norms},
+                                atol=1e-4, rtol=1e-3)
+    # A gradient norm of the second step sums every squared gradient at parameters that the
+    # first step's Adam update already moved apart by up to 2 × the learning rate where a
+    # gradient was 0 up to rounding (CycleGAN's: 1.1e-3 apart after two steps, 7e-8 when both
+    # step from the same state): a looser tolerance, still far below an O(1) error.
+    chex.assert_trees_all_close({k: m1[k] for k in norms}, {k: m4[k] for k in norms},
+                                rtol=1e-2)
     chex.assert_trees_all_close(e1, e4, atol=1e-3, rtol=1e-3)
     assert any(k.endswith("grad_norm") for k in m1)
     assert any(k.endswith("learning_rate") for k in m1)
