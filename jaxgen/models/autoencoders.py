@@ -80,7 +80,7 @@ class ConvEncoder(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x
         for ch in self.channels:
-            h = nn.relu(nn.Conv(ch, (4, 4), strides=(2, 2), padding="SAME")(h))
+            h = nn.relu(layers.Conv(ch, (4, 4), strides=(2, 2), padding="SAME")(h))
         return nn.Dense(self.features)(h.reshape((h.shape[0], -1)))
 
 

@@ -127,7 +127,7 @@ class ResnetGenerator(nn.Module, kw_only=True):
                     name="stem")(_reflect_pad(x, 3))
         h = nn.relu(norm()(h))
         for i, width_out in enumerate((2 * f, 4 * f)):
-            h = nn.Conv(width_out, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+            h = layers.Conv(width_out, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
                         kernel_init=KERNEL_INIT, dtype=self.dtype, name=f"down_{i}")(h)
             h = nn.relu(norm()(h))
         for i in range(self.num_blocks):
@@ -189,7 +189,7 @@ class PatchDiscriminator(nn.Module, kw_only=True):
                 f"H={height}, W={width} give an empty {out_h}×{out_w} patch map "
                 "(at least 24×24 for num_layers=3)."
             )
-        conv = lambda width_out, stride, name: nn.Conv(
+        conv = lambda width_out, stride, name: layers.Conv(
             width_out, (4, 4), strides=(stride, stride), padding=((1, 1), (1, 1)),
             kernel_init=KERNEL_INIT, dtype=self.dtype, name=name)
 

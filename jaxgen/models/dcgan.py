@@ -181,7 +181,7 @@ class Discriminator(nn.Module):
         conv = dict(kernel_size=(4, 4), use_bias=False, kernel_init=_conv_init, dtype=self.dtype)
         h = x
         for i in range(stages):
-            h = nn.Conv(self.features * 2**i, strides=(2, 2), padding=((1, 1), (1, 1)),
+            h = layers.Conv(self.features * 2**i, strides=(2, 2), padding=((1, 1), (1, 1)),
                         **conv)(h)
             if i > 0:
                 h = _batch_norm(self, train)(h)

@@ -23,8 +23,9 @@ Layouts: inputs ``[B, *spatial, C]``, kernels ``[*K, C_in, C_out]``.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -32,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["ConvTranspose", "conv_transpose_subpixel"]
+__all__ = ["Conv", "ConvTranspose", "conv_general_dilated", "conv_strided",
+           "conv_transpose_subpixel"]
 
 
 def _channels_last(nd: int) -> tuple[str, str, str]:
@@ -195,3 +197,91 @@ class ConvTranspose(nn.ConvTranspose):
         if bias is not None:
             y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
         return y
+
+
+# ---- Strided convolutions: input gradients without zero-inserted cotangents ---------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_strided(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...],
+                 pads: tuple[tuple[int, int], ...], precision=None) -> jax.Array:
+    """``lax.conv_general_dilated(x, kernel, strides, pads)`` (channels last, explicit
+    padding) whose input gradient is :func:`conv_transpose_subpixel`.
+
+    XLA differentiates a stride-s convolution's input as a convolution of the cotangent
+    *dilated* by s; on the CPU that runs on zero-inserted data (measured: the largest single
+    op of the conv VAE's step). The input gradient is the transposed convolution of the
+    cotangent with the spatially flipped kernel, its channels swapped; the sub-pixel form
+    computes it without inserted zeros. The kernel gradient is XLA's own.
+    """
+    return _conv(x, kernel, strides, pads, precision)
+
+
+def _conv(x, kernel, strides, pads, precision):
+    return lax.conv_general_dilated(x, kernel, strides, pads, precision=precision,
+                                    dimension_numbers=_channels_last(x.ndim - 2))
+
+
+def _conv_strided_fwd(x, kernel, strides, pads, precision):
+    return _conv(x, kernel, strides, pads, precision), (x, kernel)
+
+
+def _conv_strided_bwd(strides, pads, precision, residuals, g):
+    x, kernel = residuals
+    nd = x.ndim - 2
+    _, kernel_vjp = jax.vjp(lambda w: _conv(x, w, strides, pads, precision), kernel)
+    (d_kernel,) = kernel_vjp(g)
+    flipped = jnp.swapaxes(jnp.flip(kernel, axis=tuple(range(nd))), -1, -2)
+    # Output i of the forward pass reads x[s·i + k − lo]: the dilated cotangent, padded by
+    # K − 1 − lo below and K − 1 − hi (+ the input rows no output reaches) above, correlated
+    # with the flipped kernel, gives back exactly n inputs.
+    t_pads = tuple((k - 1 - lo, k - 1 - hi + (n + lo + hi - k) % s)
+                   for n, k, s, (lo, hi) in zip(x.shape[1:-1], kernel.shape[:nd], strides, pads,
+                                                strict=True))
+    d_x = conv_transpose_subpixel(g, flipped, strides, t_pads, precision=precision)
+    return d_x.astype(x.dtype), d_kernel
+
+
+conv_strided.defvjp(_conv_strided_fwd, _conv_strided_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+    """``lax.conv_general_dilated``, with :func:`conv_strided` on CPUs for the strided,
+    undilated, ungrouped, channels-last convolutions it covers (the models' downsampling
+    layers); every other call, and every other platform, is ``lax.conv_general_dilated``."""
+    nd = lhs.ndim - 2
+    plain = functools.partial(
+        lax.conv_general_dilated, window_strides=window_strides, padding=padding,
+        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
+    ones = (1,) * nd
+    covered = (
+        1 <= nd <= 3 and any(s > 1 for s in window_strides)
+        and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
+        and feature_group_count == 1 and batch_group_count == 1
+        and preferred_element_type is None
+        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(nd)))
+    if not covered:
+        return plain(lhs, rhs)
+    pads = padding
+    if isinstance(padding, str):
+        pads = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:nd], window_strides, padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    return lax.platform_dependent(
+        lhs, rhs,
+        cpu=lambda x, w: conv_strided(x, w, tuple(window_strides), pads, precision),
+        default=lambda x, w: plain(x, w))
+
+
+class Conv(nn.Conv):
+    """``flax.linen.Conv`` whose strided convolutions differentiate their input without
+    zero-inserted cotangents on CPUs (:func:`conv_general_dilated`). Same attributes,
+    parameters, initialisers and automatic name (``Conv_<i>``); the forward pass is
+    ``lax.conv_general_dilated`` itself."""
+
+    conv_general_dilated: Callable[..., jax.Array] | None = conv_general_dilated

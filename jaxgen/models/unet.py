@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.models import layers
+
 Dtype = Any
 
 # The reference initialises every kernel with variance_scaling(1, "fan_avg", "uniform") and
@@ -231,7 +233,7 @@ class UNet(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         block = lambda ch, name: ResnetBlock(ch, self.dropout, self.num_groups, name=name, **kw)
         attn = lambda name: AttnBlock(self.num_groups, name=name, **kw)
-        conv3 = lambda features, name, init=_default_init, strides=1: nn.Conv(
+        conv3 = lambda features, name, init=_default_init, strides=1: layers.Conv(
             features, (3, 3), strides=strides, padding="SAME", kernel_init=init, name=name, **kw)
 
         temb = timestep_embedding(t, self.ch)

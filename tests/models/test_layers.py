@@ -1,4 +1,8 @@
-"""Zero-free strided layers equal the layers they replace: outputs, gradients, parameters."""
+"""Zero-free strided layers equal the layers they replace: outputs, gradients, parameters.
+
+``layers.ConvTranspose`` against ``flax.linen.ConvTranspose`` and ``layers.Conv`` (strided
+convolutions whose input gradient is a sub-pixel transposed convolution) against
+``flax.linen.Conv``, alone and inside every model that uses them."""
 
 import flax.linen as nn
 import jax
@@ -8,9 +12,9 @@ import pytest
 from jax import lax
 
 from jaxgen.models import layers
-from jaxgen.models.autoencoders import ConvDecoder
-from jaxgen.models.cyclegan import ResnetGenerator
-from jaxgen.models.dcgan import Generator
+from jaxgen.models.autoencoders import ConvDecoder, ConvEncoder
+from jaxgen.models.cyclegan import PatchDiscriminator, ResnetGenerator
+from jaxgen.models.dcgan import Discriminator, Generator
 
 # float32 sums of the same products in another order: relative to the output's scale.
 RTOL = 2e-5
@@ -68,6 +72,52 @@ def test_conv_transpose_equals_flax_forward_and_gradients(shape, features, kerne
     assert_close(got, want)
 
 
+# (input, features, kernel, strides, padding) of strided convolutions: the models' first.
+STRIDED_CASES = [
+    ((3, 16, 16, 8), 4, (4, 4), (2, 2), ((1, 1), (1, 1))),      # DCGAN / PatchGAN layers
+    ((2, 9, 9, 8), 4, (3, 3), (2, 2), ((1, 1), (1, 1))),        # CycleGAN downsampling
+    ((2, 14, 14, 8), 4, (4, 4), (2, 2), "SAME"),                 # conv VAE encoder
+    ((2, 8, 8, 8), 4, (3, 3), (2, 2), "SAME"),                   # UNet downsampling
+    ((2, 10, 11, 3), 2, (5, 3), (3, 2), ((2, 1), (0, 3))),      # rows no output reaches
+    ((2, 7, 6, 3), 2, (2, 2), (2, 2), "VALID"),
+    ((2, 9, 3), 4, (4,), (2,), ((1, 1),)),                       # 1-D
+    ((1, 5, 4, 6, 3), 2, (3, 2, 3), (2, 2, 1), "SAME"),          # 3-D, mixed strides
+]
+
+
+@pytest.mark.parametrize("shape, features, kernel, strides, padding", STRIDED_CASES)
+def test_strided_conv_equals_flax_forward_and_gradients(shape, features, kernel, strides,
+                                                        padding):
+    x = jax.random.normal(jax.random.key(0), shape)
+    kw = dict(features=features, kernel_size=kernel, strides=strides, padding=padding,
+              bias_init=nn.initializers.normal(1.0))
+    ours, theirs = layers.Conv(**kw), nn.Conv(**kw)
+    variables = theirs.init(jax.random.key(1), x)
+    assert_close(ours.init(jax.random.key(1), x), variables, rtol=0)
+    got = jax.jit(lambda v, x: output_and_grads(ours, v, x, jax.random.key(2)))(variables, x)
+    want = jax.jit(lambda v, x: output_and_grads(theirs, v, x, jax.random.key(2)))(variables, x)
+    assert_close(got, want)
+    # The point: the input gradient does not convolve a zero-inserted cotangent.
+    hlo = jax.jit(jax.grad(lambda x: jnp.sum(ours.apply(variables, x) ** 2))).lower(
+        x).compile().as_text()
+    assert "lhs_dilate=" not in hlo
+    if len(shape) == 4 and strides == (2, 2):  # while XLA's own gradient does
+        hlo = jax.jit(jax.grad(lambda x: jnp.sum(theirs.apply(variables, x) ** 2))).lower(
+            x).compile().as_text()
+        assert "lhs_dilate=" in hlo
+
+
+def test_unstrided_or_grouped_convs_are_lax_conv_itself():
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+    for kw in (dict(strides=(1, 1)), dict(strides=(2, 2), feature_group_count=2),
+               dict(strides=(2, 2), kernel_dilation=(2, 2)),
+               dict(strides=(2, 2), input_dilation=(2, 2), padding=((1, 1), (1, 1)))):
+        kw = dict(features=4, kernel_size=(3, 3)) | kw
+        variables = nn.Conv(**kw).init(jax.random.key(1), x)
+        f = lambda m, v=variables: jax.grad(lambda x: jnp.sum(m.apply(v, x) ** 2))(x)
+        assert_close(f(layers.Conv(**kw)), f(nn.Conv(**kw)), rtol=0)
+
+
 def test_subpixel_function_equals_lax_conv_transpose_without_inserted_zeros():
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 16))
     w = jax.random.normal(jax.random.key(1), (4, 4, 16, 8))
@@ -88,11 +138,13 @@ def test_subpixel_function_equals_lax_conv_transpose_without_inserted_zeros():
     assert "convolution(" in hlo and "lhs_dilate=" not in hlo
 
 
-def test_second_order_gradients_match():
+@pytest.mark.parametrize("ours, theirs", [(layers.ConvTranspose, nn.ConvTranspose),
+                                          (layers.Conv, nn.Conv)])
+def test_second_order_gradients_match(ours, theirs):
     # e.g. an R1 penalty differentiates an input gradient once more.
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
     kw = dict(features=2, kernel_size=(4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))
-    variables = nn.ConvTranspose(**kw).init(jax.random.key(1), x)
+    variables = theirs(**kw).init(jax.random.key(1), x)
 
     def penalty(module):
         def f(v):
@@ -100,7 +152,7 @@ def test_second_order_gradients_match():
             return jnp.sum(g**2)
         return jax.jit(jax.grad(f))(variables)
 
-    assert_close(penalty(layers.ConvTranspose(**kw)), penalty(nn.ConvTranspose(**kw)))
+    assert_close(penalty(ours(**kw)), penalty(theirs(**kw)))
 
 
 def test_unsupported_options_use_flax_computation():
@@ -115,6 +167,7 @@ def test_unsupported_options_use_flax_computation():
 
 def _with_flax_layers(monkeypatch):
     monkeypatch.setattr(layers, "ConvTranspose", nn.ConvTranspose)
+    monkeypatch.setattr(layers, "Conv", nn.Conv)
 
 
 MODELS = [
@@ -122,11 +175,15 @@ MODELS = [
      (4, 12), dict(train=True, mutable=["batch_stats"])),
     (lambda: ConvDecoder(channels=(16, 8), image_shape=(28, 28, 1)), (4, 6), {}),
     (lambda: ResnetGenerator(num_blocks=1, features=4, out_channels=1), (2, 16, 16, 1), {}),
+    (lambda: Discriminator(features=4, image_size=32), (4, 32, 32, 3),
+     dict(train=True, mutable=["batch_stats"])),
+    (lambda: ConvEncoder(channels=(4, 8), features=6), (2, 28, 28, 1), {}),
+    (lambda: PatchDiscriminator(features=4, num_layers=2), (2, 16, 16, 1), {}),
 ]
 
 
 @pytest.mark.parametrize("make, shape, kwargs", MODELS)
-def test_models_equal_their_flax_convtranspose_versions(make, shape, kwargs, monkeypatch):
+def test_models_equal_their_flax_layer_versions(make, shape, kwargs, monkeypatch):
     """Same parameter tree (checkpoints load) and, computed in float64 so that rounding cannot
     hide a difference, the same outputs and parameter gradients."""
     x = jax.random.normal(jax.random.key(0), shape)
