@@ -1,4 +1,4 @@
-"""Transposed convolutions without zero-inserted inputs: same layer, same parameters.
+"""Strided and transposed convolutions without zero-inserted data: same layers, same parameters.
 
 XLA lowers a stride-s transposed convolution to a convolution of the input *dilated* by s
 (s − 1 zeros between neighbours), so it multiplies mostly zeros (a 4×4 stride-2 transposed
@@ -18,6 +18,9 @@ another order) and is differentiated by ordinary JAX autodiff. :class:`ConvTrans
 drop-in ``flax.linen.ConvTranspose`` with the same parameter names, shapes and initialisers,
 so parameter trees and checkpoints are unchanged. It uses the rewrite on CPUs, where it was
 measured (``benchmarks/notes/cpu_speed.md``); other platforms keep XLA's own lowering.
+The input gradient of a stride-s convolution is the same kind of transposed convolution (of
+the cotangent, with the flipped kernel): :class:`Conv` (a drop-in ``flax.linen.Conv``) computes
+it with the sub-pixel form through a custom VJP (:func:`conv_strided`), again on CPUs only.
 Layouts: inputs ``[B, *spatial, C]``, kernels ``[*K, C_in, C_out]``.
 """
 
