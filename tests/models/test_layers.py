@@ -60,16 +60,22 @@ TRANSPOSE_CASES = [
 def test_conv_transpose_equals_flax_forward_and_gradients(shape, features, kernel, strides,
                                                           padding, use_bias):
     x = jax.random.normal(jax.random.key(0), shape)
-    kw = dict(features=features, kernel_size=kernel, strides=strides, padding=padding,
-              use_bias=use_bias, bias_init=nn.initializers.normal(1.0))
-    ours, theirs = layers.ConvTranspose(**kw), nn.ConvTranspose(**kw)
-    variables = theirs.init(jax.random.key(1), x)
-    # Same parameter names, shapes and initial values from the same key.
-    assert_close(ours.init(jax.random.key(1), x), variables, rtol=0)
+    assert_layer_equals_flax(
+        layers.ConvTranspose, nn.ConvTranspose, x,
+        dict(features=features, kernel_size=kernel, strides=strides, padding=padding,
+             use_bias=use_bias, bias_init=nn.initializers.normal(1.0)))
 
+
+def assert_layer_equals_flax(ours_cls, theirs_cls, x, kw):
+    """Same parameters from the same key; the same output and gradients. Returns
+    ``(ours, theirs, variables)``."""
+    ours, theirs = ours_cls(**kw), theirs_cls(**kw)
+    variables = theirs.init(jax.random.key(1), x)
+    assert_close(ours.init(jax.random.key(1), x), variables, rtol=0)
     got = jax.jit(lambda v, x: output_and_grads(ours, v, x, jax.random.key(2)))(variables, x)
     want = jax.jit(lambda v, x: output_and_grads(theirs, v, x, jax.random.key(2)))(variables, x)
     assert_close(got, want)
+    return ours, theirs, variables
 
 
 # (input, features, kernel, strides, padding) of strided convolutions: the models' first.
@@ -89,14 +95,9 @@ STRIDED_CASES = [
 def test_strided_conv_equals_flax_forward_and_gradients(shape, features, kernel, strides,
                                                         padding):
     x = jax.random.normal(jax.random.key(0), shape)
-    kw = dict(features=features, kernel_size=kernel, strides=strides, padding=padding,
-              bias_init=nn.initializers.normal(1.0))
-    ours, theirs = layers.Conv(**kw), nn.Conv(**kw)
-    variables = theirs.init(jax.random.key(1), x)
-    assert_close(ours.init(jax.random.key(1), x), variables, rtol=0)
-    got = jax.jit(lambda v, x: output_and_grads(ours, v, x, jax.random.key(2)))(variables, x)
-    want = jax.jit(lambda v, x: output_and_grads(theirs, v, x, jax.random.key(2)))(variables, x)
-    assert_close(got, want)
+    ours, theirs, variables = assert_layer_equals_flax(
+        layers.Conv, nn.Conv, x, dict(features=features, kernel_size=kernel, strides=strides,
+                                      padding=padding, bias_init=nn.initializers.normal(1.0)))
     # The point: the input gradient does not convolve a zero-inserted cotangent.
     hlo = jax.jit(jax.grad(lambda x: jnp.sum(ours.apply(variables, x) ** 2))).lower(
         x).compile().as_text()
