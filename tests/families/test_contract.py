@@ -163,7 +163,8 @@ def test_evaluate_reports_the_documented_metrics(name, trained):
     metrics = runner.run(*settings.from_config_dict(load_config(f"tiny/{name}", {})),
                          str(workdir), "evaluate")
     r = make_runner(name, workdir)
-    expected = {f"eval/{m}" for p in r.family.eval_passes().values() for m in p.metrics}
+    expected = {f"eval/{m}{se}" for p in r.family.eval_passes().values() for m in p.metrics
+                for se in ("", "_se")}  # each mean with its standard error
     expected |= {f"eval/{p}_num_examples" for p in r.family.eval_passes()}
     r.close()
     assert set(metrics) - {"step"} == expected
