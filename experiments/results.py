@@ -65,6 +65,10 @@ class MissingRunError(FileNotFoundError):
     """A workdir to score has no finished run."""
 
 
+class MergeError(ValueError):
+    """``--merge`` found no table to add to, or one made with other settings."""
+
+
 def check_workdirs(workdirs) -> None:
     for w in workdirs:
         if not os.path.exists(os.path.join(w, "config.json")):
@@ -138,7 +142,7 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
             row["metrics"].update(sample_quality(test_features, feats, probs))
         if r.family.encode_body is not None:
             row["metrics"]["linear_probe_accuracy"] = probe_metric(r, device_state)
-        if r.family.directions and run_settings.data.source == extractor_source(extractor):
+        if r.family.directions and classifier_knows(run_settings.data, extractor):
             rows = translation_rows(r, device_state, extractor, row)
     finally:
         r.close()
@@ -171,10 +175,14 @@ def probe_metric(r, device_state) -> dict:
             "features": key, "l2": out["l2"]}
 
 
-def extractor_source(extractor) -> str:
-    """The data source the classifier was trained on: CycleGAN's domains are scored only when
-    they come from it (classes of Fashion-MNIST, not Monet's paintings)."""
-    return features_lib.read_settings(extractor.provenance["workdir"])[0].data.source
+def classifier_knows(data, extractor) -> bool:
+    """Whether a CycleGAN run's domains come from the classifier's own data: classes of
+    Fashion-MNIST (``source="fashion_mnist"``) for a Fashion-MNIST classifier, or both
+    synthetic; never Monet's paintings or other folders."""
+    trained_on = features_lib.read_settings(extractor.provenance["workdir"])[0].data
+    if data.source == "fashion_mnist":
+        return trained_on.source != "synthetic" and trained_on.name == "fashion_mnist"
+    return data.source == trained_on.source == "synthetic"
 
 
 def translation_rows(r, device_state, extractor, run_row: dict) -> list[dict]:
@@ -286,21 +294,31 @@ def insert_in_readme(readme: str, table: str) -> None:
 
 def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir=features_lib.DEFAULT_WORKDIR,
         num_samples=DEFAULT_SAMPLES, eval_examples: int = 0, output_dir="runs/results",
-        readme: str | None = None) -> dict:
+        readme: str | None = None, merge: bool = False) -> dict:
     started = time.perf_counter()
     extractor = features_lib.load_classifier(classifier_workdir)
     check_workdirs(workdirs)
+    previous = _previous_report(output_dir, extractor, num_samples, eval_examples) if merge \
+        else None
     test = real_images(extractor, "test")
     test_features, _ = extractor(test.astype(np.float32) / 255.0, "unit")
-    rows = [reference_row(extractor, test_features, num_samples=num_samples)]
+    rows = [previous["rows"][0] if previous else
+            reference_row(extractor, test_features, num_samples=num_samples)]
     for w in workdirs:
         print(f"evaluating {w} ...", flush=True)
         rows += evaluate_workdir(w, extractor, test_features, num_samples=num_samples,
                                  eval_examples=eval_examples)
+    wall = time.perf_counter() - started
+    if previous:  # keep the other runs' rows, in their order; these runs' rows replace theirs
+        scored = {row["workdir"] for row in rows[1:]}
+        kept = [row for row in previous["rows"][1:] if row["workdir"] not in scored]
+        order = [row["workdir"] for row in previous["rows"][1:]]
+        rows = rows[:1] + sorted(kept + rows[1:], key=lambda row: (
+            order.index(row["workdir"]) if row["workdir"] in order else len(order)))
+        wall += previous["wall_time_s"]
     report = {"features": dict(extractor.provenance), "num_test": len(test),
               "num_samples": num_samples, "eval_examples": eval_examples,
-              "hardware": hardware(), "wall_time_s": time.perf_counter() - started,
-              "rows": rows}
+              "hardware": hardware(), "wall_time_s": wall, "rows": rows}
     os.makedirs(output_dir, exist_ok=True)
     write_json(os.path.join(output_dir, "results.json"), report)
     table = to_markdown(report)
@@ -308,6 +326,22 @@ def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir=features_lib.DEFAULT_WO
         f.write(table)
     if readme:
         insert_in_readme(readme, table)
+    return report
+
+
+def _previous_report(output_dir, extractor, num_samples, eval_examples) -> dict:
+    """The report in `output_dir` that ``--merge`` adds to; it must have been made with the
+    same classifier and sample counts."""
+    report = workdir_lib.read_json(output_dir, "results.json")
+    if report is None:
+        raise MergeError(f"--merge: {output_dir}/results.json does not exist; run the "
+                              "command without --merge first.")
+    same = (report["features"].get("workdir"), report["features"].get("step"),
+            report["num_samples"], report.get("eval_examples"))
+    if same != (extractor.provenance.get("workdir"), extractor.provenance.get("step"),
+                num_samples, eval_examples):
+        raise MergeError(f"--merge: {output_dir}/results.json was made with another classifier "
+                         "or other --num_samples/--eval_examples; run the whole table again.")
     return report
 
 
@@ -322,6 +356,9 @@ def main(argv=None) -> int:
     p.add_argument("--eval_examples", type=int, default=0,
                    help="test examples for the families' own metrics (0: the whole split)")
     p.add_argument("--output_dir", default="runs/results")
+    p.add_argument("--merge", action="store_true",
+                   help="re-score only --workdirs and keep the other rows of the output_dir's "
+                        "results.json (same classifier and sample counts)")
     p.add_argument("--readme", nargs="?", const="README.md", default=None,
                    help="also insert the table into README.md (or the given file)")
     args = p.parse_args(argv)
@@ -332,8 +369,8 @@ def main(argv=None) -> int:
     try:
         run(args.workdirs, classifier_workdir=args.classifier_workdir,
             num_samples=args.num_samples, eval_examples=args.eval_examples,
-            output_dir=args.output_dir, readme=args.readme)
-    except (features_lib.MissingClassifierError, MissingRunError) as e:
+            output_dir=args.output_dir, readme=args.readme, merge=args.merge)
+    except (features_lib.MissingClassifierError, MissingRunError, MergeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.output_dir}/results.md and results.json")

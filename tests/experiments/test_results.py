@@ -109,3 +109,21 @@ def test_padded_images_are_cropped_back_and_rescaled():
     assert to_classifier_input(unit * 3 - 1, "unit", (28, 28)).min() == 0.0  # clipped
     with pytest.raises(ValueError, match="never resized"):
         to_classifier_input(unit, "unit", (32, 32))
+
+
+def test_merge_rescores_only_the_given_runs(workdirs, tmp_path, capsys):
+    cls_dir, vae_dir, cyclegan_dir = workdirs
+    common = ["--classifier_workdir", str(cls_dir), "--num_samples", str(NUM_SAMPLES),
+              "--eval_examples", "8", "--output_dir", str(tmp_path)]
+    assert results.main(["--workdirs", str(vae_dir), str(cyclegan_dir), *common]) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    assert results.main(["--workdirs", str(cyclegan_dir), "--merge", *common]) == 0
+    merged = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in merged["rows"]] == [r["name"] for r in first["rows"]]
+    assert merged["rows"][:2] == first["rows"][:2]  # the reference and the VAE: kept as they were
+    assert merged["rows"][2]["results_wall_time_s"] != first["rows"][2]["results_wall_time_s"]
+    assert merged["wall_time_s"] > first["wall_time_s"]
+    # Other sample counts cannot be merged into this table.
+    assert results.main(["--workdirs", str(cyclegan_dir), "--merge",
+                         *common[:2], "--num_samples", "5", *common[4:]]) == 2
+    assert "run the whole table again" in capsys.readouterr().err
