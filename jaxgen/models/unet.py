@@ -269,9 +269,12 @@ class UNet(nn.Module):
                 if h.shape[1] in self.attn_resolutions:
                     h = attn(f"up_{i}_attn_{j}")(h)
             if i != 0:
-                h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-                if self.resamp_with_conv:
-                    h = conv3(h.shape[-1], f"up_{i}_upsample")(h)
+                if self.resamp_with_conv:  # ×2 nearest, then a 3×3 conv: fused on CPUs
+                    h = layers.UpsampleConv(h.shape[-1], (3, 3), padding="SAME",
+                                            kernel_init=_default_init,
+                                            name=f"up_{i}_upsample", **kw)(h)
+                else:
+                    h = layers.upsample_nearest(h, 2)
         assert not hs, "every down-path activation is consumed by one up-path block"
 
         h = _norm(h, num_groups=self.num_groups, dtype=self.dtype, param_dtype=self.param_dtype,

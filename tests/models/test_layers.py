@@ -1,7 +1,8 @@
 """Zero-free strided layers equal the layers they replace: outputs, gradients, parameters.
 
-``layers.ConvTranspose`` against ``flax.linen.ConvTranspose`` and ``layers.Conv`` (strided
+``layers.ConvTranspose`` against ``flax.linen.ConvTranspose``, ``layers.Conv`` (strided
 convolutions whose input gradient is a sub-pixel transposed convolution) against
+``flax.linen.Conv`` and ``layers.UpsampleConv`` against nearest upsampling followed by
 ``flax.linen.Conv``, alone and inside every model that uses them."""
 
 import flax.linen as nn
@@ -15,6 +16,7 @@ from jaxgen.models import layers
 from jaxgen.models.autoencoders import ConvDecoder, ConvEncoder
 from jaxgen.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from jaxgen.models.dcgan import Discriminator, Generator
+from jaxgen.models.unet import UNet
 
 # float32 sums of the same products in another order: relative to the output's scale.
 RTOL = 2e-5
@@ -166,9 +168,62 @@ def test_unsupported_options_use_flax_computation():
                      nn.ConvTranspose(**kw).apply(variables, x), rtol=0)
 
 
+class RepeatThenConv(nn.Conv):
+    """The computation :class:`layers.UpsampleConv` replaces: ×2 nearest, then flax's Conv."""
+
+    def __call__(self, inputs):
+        return super().__call__(jnp.repeat(jnp.repeat(inputs, 2, axis=1), 2, axis=2))
+
+
+# (input [B, *spatial, C], features, kernel, padding of the upsampled input)
+UPSAMPLE_CASES = [
+    ((2, 4, 4, 8), 8, (3, 3), "SAME"),       # the UNet's upsampling
+    ((2, 5, 3, 3), 4, (5, 3), "SAME"),
+    ((2, 4, 4, 2), 3, (2, 2), "SAME"),       # even kernel: unequal padding
+    ((2, 4, 4, 2), 3, (3, 3), "VALID"),
+    ((2, 4, 4, 2), 3, (3, 3), ((0, 2), (1, 1))),
+    ((2, 7, 2), 3, (3,), "SAME"),            # 1-D
+]
+
+
+@pytest.mark.parametrize("shape, features, kernel, padding", UPSAMPLE_CASES)
+def test_upsample_conv_equals_repeat_then_conv(shape, features, kernel, padding):
+    x = jax.random.normal(jax.random.key(0), shape)
+    nd = len(kernel)
+    repeat = lambda x: jnp.repeat(x, 2, axis=1) if nd == 1 else (
+        jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
+    theirs = nn.Conv(features, kernel, padding=padding, bias_init=nn.initializers.normal(1.0))
+    ours = layers.UpsampleConv(features, kernel, padding=padding,
+                               bias_init=nn.initializers.normal(1.0))
+    variables = jax.jit(ours.init)(jax.random.key(1), x)
+    assert jax.tree.structure(variables) == jax.tree.structure(
+        theirs.init(jax.random.key(1), repeat(x)))
+    assert variables["params"]["kernel"].shape == kernel + (shape[-1], features)
+
+    def loss(f, v, x):
+        return jnp.sum(jnp.sin(f(v, x)))
+
+    f_ours = lambda v, x: ours.apply(v, x)
+    f_theirs = lambda v, x: theirs.apply(v, repeat(x))
+    assert_close(jax.jit(f_ours)(variables, x), jax.jit(f_theirs)(variables, x))
+    grads = lambda f: jax.jit(jax.grad(lambda v, x: loss(f, v, x), argnums=(0, 1)))(
+        variables, x)
+    assert_close(grads(f_ours), grads(f_theirs))
+    if nd == 2:
+        # The point: no convolution runs at the upsampled resolution, and none is dilated.
+        hlo = jax.jit(jax.grad(lambda v, x: loss(f_ours, v, x), argnums=(0, 1))).lower(
+            variables, x).compile().as_text()
+        big = "x".join(str(2 * n) for n in shape[1:-1])
+        convolutions = [line for line in hlo.splitlines() if " convolution(" in line]
+        assert convolutions and not any("lhs_dilate=" in line for line in convolutions)
+        assert not any(f",{big}," in line.split("=")[1].split("convolution(")[0]
+                       for line in convolutions), big
+
+
 def _with_flax_layers(monkeypatch):
     monkeypatch.setattr(layers, "ConvTranspose", nn.ConvTranspose)
     monkeypatch.setattr(layers, "Conv", nn.Conv)
+    monkeypatch.setattr(layers, "UpsampleConv", RepeatThenConv)
 
 
 MODELS = [
@@ -180,7 +235,20 @@ MODELS = [
      dict(train=True, mutable=["batch_stats"])),
     (lambda: ConvEncoder(channels=(4, 8), features=6), (2, 28, 28, 1), {}),
     (lambda: PatchDiscriminator(features=4, num_layers=2), (2, 16, 16, 1), {}),
+    (lambda: _UNetOfImages(), (2, 8, 8, 1), {}),
 ]
+
+
+class _UNetOfImages(nn.Module):
+    """A small UNet at fixed timesteps, so that the model test can call it on images alone."""
+
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        unet = UNet(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), num_groups=4,
+                    dtype=self.dtype, param_dtype=self.dtype, name="unet")
+        return unet(x, jnp.array([3, 700]), train=False)
 
 
 @pytest.mark.parametrize("make, shape, kwargs", MODELS)
