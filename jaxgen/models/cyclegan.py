@@ -128,7 +128,7 @@ class ResnetGenerator(nn.Module, kw_only=True):
         h = nn.relu(norm()(h))
         for i, width_out in enumerate((2 * f, 4 * f)):
             h = layers.Conv(width_out, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                        kernel_init=KERNEL_INIT, dtype=self.dtype, name=f"down_{i}")(h)
+                            kernel_init=KERNEL_INIT, dtype=self.dtype, name=f"down_{i}")(h)
             h = nn.relu(norm()(h))
         for i in range(self.num_blocks):
             h = ResnetBlock(features=4 * f, dtype=self.dtype, name=f"block_{i}")(h)

@@ -182,7 +182,7 @@ class Discriminator(nn.Module):
         h = x
         for i in range(stages):
             h = layers.Conv(self.features * 2**i, strides=(2, 2), padding=((1, 1), (1, 1)),
-                        **conv)(h)
+                            **conv)(h)
             if i > 0:
                 h = _batch_norm(self, train)(h)
             h = nn.leaky_relu(h, negative_slope=0.2)
