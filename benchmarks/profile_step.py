@@ -19,6 +19,12 @@ launch gaps and host work), kernel launches per step, the time per group and per
 and the slowest instructions, and writes all of it as JSON. The model FLOPs from XLA's cost
 analysis are included so that each group's share can be read against the FLOP floor.
 
+On a CPU, read the convolution group with care: XLA's own (Eigen) convolution kernels, which
+jaxgen selects there (``jaxgen/training/xla_flags.py``), run in the intra-op thread pool after
+their thunk's event has ended, so the trace holds only their dispatch and their work falls in
+the untraced time (wall − busy), which the report prints. ``benchmarks/conv_kernels.py`` times
+the convolutions themselves.
+
 Usage (from the repository root)::
 
     python -m benchmarks.profile_step --model ddpm_cifar10 --batch_size 128   # on a GPU
@@ -254,6 +260,11 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"{r['model']} batch {r['global_batch_size']}: {r['wall_ms_per_step']:.2f} ms/step "
           f"wall, {r['busy_ms_per_step']:.2f} ms busy ({r['events_from']} ops), "
           f"{r['launches_per_step']:.0f} launches/step, {r['images_per_s']:.0f} images/s")
+    if r["events_from"] == "host":
+        print(f"  untraced: {r['wall_ms_per_step'] - r['busy_ms_per_step']:.2f} ms/step (wall "
+              f"- busy). On a CPU, XLA's own convolution kernels run in the thread pool after "
+              f"their thunk's event ends, so their work is here, not under 'convolution'; "
+              f"time them with benchmarks/conv_kernels.py.")
     print(f"  {'group':<20} {'ms/step':>9} {'share':>7} {'launches':>9}")
     for name, g in sorted(r["groups"].items(), key=lambda kv: -kv[1]["ms_per_step"]):
         if g["launches_per_step"]:
