@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxgen.evaluation.metrics import _as_features
+from jaxgen.evaluation.metrics import as_features
 
 __all__ = ["label_entropy", "precision_recall"]
 
@@ -68,8 +68,8 @@ def precision_recall(
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    real = _as_features("real_features", real_features, min_samples=k + 1)
-    fake = _as_features("fake_features", fake_features, min_samples=k + 1)
+    real = as_features("real_features", real_features, min_samples=k + 1)
+    fake = as_features("fake_features", fake_features, min_samples=k + 1)
     if real.shape[1] != fake.shape[1]:
         raise ValueError(
             f"real_features and fake_features must have the same feature dimension D, got "

@@ -30,7 +30,7 @@ _SYMMETRY_RTOL = 1e-5
 _PSD_RTOL = 1e-5
 
 
-def _as_features(name: str, x, min_samples: int = 1) -> np.ndarray:
+def as_features(name: str, x, min_samples: int = 1) -> np.ndarray:
     """``x`` as a finite float64 ``[N, D]`` array with N ≥ ``min_samples``, or a ValueError."""
     a = np.asarray(x)
     if a.ndim != 2:
@@ -155,7 +155,7 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
       ``(mean [D], cov [D, D])`` as float64 NumPy arrays, the inputs of
       :func:`frechet_distance`.
     """
-    x = _as_features("features", features, min_samples=2)
+    x = as_features("features", features, min_samples=2)
     mean = x.mean(axis=0)
     centred = x - mean
     cov = centred.T @ centred / (x.shape[0] - 1)
@@ -164,8 +164,8 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
 
 def _feature_pair(features1, features2) -> tuple[np.ndarray, np.ndarray]:
     """Both feature sets as float64 ``[N, D]`` with N ≥ 2 and one D."""
-    f1 = _as_features("features1", features1, min_samples=2)
-    f2 = _as_features("features2", features2, min_samples=2)
+    f1 = as_features("features1", features1, min_samples=2)
+    f2 = as_features("features2", features2, min_samples=2)
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(
             f"features1 and features2 must have the same feature dimension D, got shapes "

@@ -167,7 +167,7 @@ def prior_bpd(schedule: Schedule, x0: jax.Array) -> jax.Array:
     Returns:
       ``[B]`` bits/dim.
     """
-    process._check_x("x0", x0)
+    process.check_x("x0", x0)
     dtype = jnp.result_type(x0)
     mean = schedule.sqrt_alphas_cumprod[-1].astype(dtype) * x0
     log_var = jnp.broadcast_to(schedule.log_one_minus_alphas_cumprod[-1].astype(dtype), x0.shape)
@@ -214,7 +214,7 @@ def bits_per_dim(
       ``"diffusion"``; with ``return_terms``, also ``"terms"``: ``[B, T]`` with
       ``terms[:, t]`` = L_t (so ``terms[:, 0]`` is the decoder).
     """
-    process._check_x("x0", x0)
+    process.check_x("x0", x0)
     reverse._check_variance(variance)
     validation.check_range("x0", x0, -1.0, 1.0, hint=_DATA_HINT)
     num_timesteps = schedule.num_timesteps

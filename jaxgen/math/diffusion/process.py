@@ -30,13 +30,15 @@ TIMESTEP_DTYPES = tuple(
 )
 
 
-def _check_x(name: str, x) -> None:
+def check_x(name: str, x) -> None:
+    """`x` must be a floating array with a leading batch axis (shared by the package's
+    modules, as are :func:`check_timesteps`, :func:`gather` and :func:`extract`)."""
     validation.check_floating(name, x)
     if np.ndim(x) < 1:
         raise ValueError(f"{name} must have a leading batch axis, shape [B, ...], got a scalar.")
 
 
-def _check_timesteps(schedule: Schedule, t, batch_size: int | None) -> None:
+def check_timesteps(schedule: Schedule, t, batch_size: int | None) -> None:
     """t must be an integer array [B] with values in {0, …, T−1} (values checked if concrete).
 
     ``batch_size=None`` accepts any length B.
@@ -60,7 +62,7 @@ def _check_timesteps(schedule: Schedule, t, batch_size: int | None) -> None:
     )
 
 
-def _gather(table: jax.Array, t: jax.Array) -> jax.Array:
+def gather(table: jax.Array, t: jax.Array) -> jax.Array:
     """table[t], NaN where t is outside {0, …, T−1}.
 
     Traced timesteps cannot be range-checked, and a plain gather would wrap negative indices
@@ -80,9 +82,9 @@ def _gather(table: jax.Array, t: jax.Array) -> jax.Array:
     return jnp.where(valid, jnp.take(table, index, axis=0), jnp.nan)
 
 
-def _extract(table: jax.Array, t: jax.Array, x: jax.Array) -> jax.Array:
+def extract(table: jax.Array, t: jax.Array, x: jax.Array) -> jax.Array:
     """table[t] reshaped to [B, 1, ..., 1] and cast to x's dtype, to broadcast against x."""
-    values = _gather(table, t).astype(jnp.result_type(x))
+    values = gather(table, t).astype(jnp.result_type(x))
     return values.reshape(values.shape + (1,) * (jnp.ndim(x) - 1))
 
 
@@ -117,13 +119,13 @@ def q_sample_from_noise(
     Returns:
       x_t, same shape and dtype as ``x0``.
     """
-    _check_x("x0", x0)
+    check_x("x0", x0)
     validation.check_floating("noise", noise)
     validation.check_same_shape(x0=x0, noise=noise)
-    _check_timesteps(schedule, t, np.shape(x0)[0])
+    check_timesteps(schedule, t, np.shape(x0)[0])
     return (
-        _extract(schedule.sqrt_alphas_cumprod, t, x0) * x0
-        + _extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        extract(schedule.sqrt_alphas_cumprod, t, x0) * x0
+        + extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * noise
     )
 
 
@@ -144,7 +146,7 @@ def q_sample(
       ``(x_t, noise)``: the sample and the ε used (the L_simple regression target), both with
       the shape and dtype of ``x0``.
     """
-    _check_x("x0", x0)
+    check_x("x0", x0)
     noise = jax.random.normal(key, jnp.shape(x0), dtype=jnp.result_type(x0))
     return q_sample_from_noise(schedule, x0, t, noise), noise
 
@@ -175,18 +177,18 @@ def q_posterior(
       ``(mean, variance, log_variance_clipped)``: μ̃_t, β̃_t and log β̃_t (clipped), each with
       the shape of ``x_t``.
     """
-    _check_x("x0", x0)
+    check_x("x0", x0)
     validation.check_floating("x_t", x_t)
     validation.check_same_shape(x0=x0, x_t=x_t)
-    _check_timesteps(schedule, t, np.shape(x_t)[0])
+    check_timesteps(schedule, t, np.shape(x_t)[0])
     mean = (
-        _extract(schedule.posterior_mean_coef1, t, x_t) * x0
-        + _extract(schedule.posterior_mean_coef2, t, x_t) * x_t
+        extract(schedule.posterior_mean_coef1, t, x_t) * x0
+        + extract(schedule.posterior_mean_coef2, t, x_t) * x_t
     )
     shape = jnp.shape(x_t)
-    variance = jnp.broadcast_to(_extract(schedule.posterior_variance, t, x_t), shape)
+    variance = jnp.broadcast_to(extract(schedule.posterior_variance, t, x_t), shape)
     log_variance = jnp.broadcast_to(
-        _extract(schedule.posterior_log_variance_clipped, t, x_t), shape
+        extract(schedule.posterior_log_variance_clipped, t, x_t), shape
     )
     return mean, variance, log_variance
 
@@ -208,13 +210,13 @@ def predict_x0_from_eps(
     Returns:
       x̂₀, same shape as ``x_t``.
     """
-    _check_x("x_t", x_t)
+    check_x("x_t", x_t)
     validation.check_floating("eps", eps)
     validation.check_same_shape(x_t=x_t, eps=eps)
-    _check_timesteps(schedule, t, np.shape(x_t)[0])
+    check_timesteps(schedule, t, np.shape(x_t)[0])
     return (
-        _extract(schedule.sqrt_recip_alphas_cumprod, t, x_t) * x_t
-        - _extract(schedule.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+        extract(schedule.sqrt_recip_alphas_cumprod, t, x_t) * x_t
+        - extract(schedule.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
     )
 
 
@@ -235,10 +237,10 @@ def predict_eps_from_x0(
     Returns:
       ε, same shape as ``x_t``.
     """
-    _check_x("x_t", x_t)
+    check_x("x_t", x_t)
     validation.check_floating("x0", x0)
     validation.check_same_shape(x_t=x_t, x0=x0)
-    _check_timesteps(schedule, t, np.shape(x_t)[0])
-    return (_extract(schedule.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / _extract(
+    check_timesteps(schedule, t, np.shape(x_t)[0])
+    return (extract(schedule.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / extract(
         schedule.sqrt_recipm1_alphas_cumprod, t, x_t
     )

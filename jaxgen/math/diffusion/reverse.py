@@ -14,10 +14,10 @@ import optax
 
 from jaxgen import validation
 from jaxgen.math.diffusion.process import (
-    _check_timesteps,
-    _check_x,
-    _extract,
-    _gather,
+    check_timesteps,
+    check_x,
+    extract,
+    gather,
     predict_x0_from_eps,
 )
 from jaxgen.math.diffusion.schedules import Schedule
@@ -31,6 +31,14 @@ def _check_variance(variance: str) -> None:
             f"unknown variance {variance!r}; expected one of {', '.join(VARIANCE_KINDS)} "
             "(fixed small β̃_t or fixed large β_t, Ho et al. 2020)."
         )
+
+
+def _variance_tables(schedule: Schedule, variance: str) -> tuple[jax.Array, jax.Array]:
+    """The schedule's ``(σ_t², log σ_t²)`` tables ``[T]`` for a variance kind."""
+    _check_variance(variance)
+    if variance == "small":
+        return schedule.posterior_variance, schedule.posterior_log_variance_clipped
+    return schedule.large_variance, schedule.large_log_variance
 
 
 def model_mean_from_eps(
@@ -54,12 +62,12 @@ def model_mean_from_eps(
     Returns:
       μ_θ(x_t, t), same shape as ``x_t``.
     """
-    _check_x("x_t", x_t)
+    check_x("x_t", x_t)
     validation.check_floating("eps", eps)
     validation.check_same_shape(x_t=x_t, eps=eps)
-    _check_timesteps(schedule, t, np.shape(x_t)[0])
-    return _extract(schedule.sqrt_recip_alphas, t, x_t) * (
-        x_t - _extract(schedule.eps_coef, t, x_t) * eps
+    check_timesteps(schedule, t, np.shape(x_t)[0])
+    return extract(schedule.sqrt_recip_alphas, t, x_t) * (
+        x_t - extract(schedule.eps_coef, t, x_t) * eps
     )
 
 
@@ -81,14 +89,10 @@ def model_variance(
     Returns:
       ``(variance, log_variance)``, each ``[B, 1, ..., 1]`` (broadcastable to ``x_t``).
     """
-    _check_variance(variance)
-    _check_x("x_t", x_t)
-    _check_timesteps(schedule, t, np.shape(x_t)[0])
-    if variance == "small":
-        var_table, log_table = schedule.posterior_variance, schedule.posterior_log_variance_clipped
-    else:
-        var_table, log_table = schedule.large_variance, schedule.large_log_variance
-    return _extract(var_table, t, x_t), _extract(log_table, t, x_t)
+    check_x("x_t", x_t)
+    check_timesteps(schedule, t, np.shape(x_t)[0])
+    var_table, log_table = _variance_tables(schedule, variance)
+    return extract(var_table, t, x_t), extract(log_table, t, x_t)
 
 
 def p_mean_variance(
@@ -123,8 +127,8 @@ def p_mean_variance(
     if clip_x0:
         x0_pred = jnp.clip(x0_pred, -1.0, 1.0)
     mean = (
-        _extract(schedule.posterior_mean_coef1, t, x_t) * x0_pred
-        + _extract(schedule.posterior_mean_coef2, t, x_t) * x_t
+        extract(schedule.posterior_mean_coef1, t, x_t) * x0_pred
+        + extract(schedule.posterior_mean_coef2, t, x_t) * x_t
     )
     return mean, var, log_var, x0_pred
 
@@ -146,7 +150,7 @@ def l_simple(eps: jax.Array, eps_pred: jax.Array) -> jax.Array:
     Returns:
       Per-example loss ``[B]``.
     """
-    _check_x("eps", eps)
+    check_x("eps", eps)
     validation.check_floating("eps_pred", eps_pred)
     validation.check_same_shape(eps=eps, eps_pred=eps_pred)
     sq = optax.losses.squared_error(eps_pred, eps)
@@ -176,11 +180,7 @@ def vlb_weight(schedule: Schedule, t: jax.Array, *, variance: str = "small") -> 
     Returns:
       λ_t in nats per squared unit of noise, ``[B]``.
     """
-    _check_variance(variance)
-    _check_timesteps(schedule, t, None)
-    if variance == "small":
-        log_var = schedule.posterior_log_variance_clipped
-    else:
-        log_var = schedule.large_log_variance
+    check_timesteps(schedule, t, None)
+    _, log_var = _variance_tables(schedule, variance)
     weights = 0.5 * jnp.square(schedule.eps_coef * schedule.sqrt_recip_alphas) * jnp.exp(-log_var)
-    return _gather(weights, t)
+    return gather(weights, t)
