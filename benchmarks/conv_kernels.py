@@ -5,10 +5,11 @@ PyTorch peer; this script says how much of that is the convolution kernels thems
 layer shape (defaults: the 3×3 convolutions of the ``ddpm_fmnist`` UNet at batch 32 and the
 image layers of the DCGAN and conv VAE) it times, on the same input:
 
-* jaxgen's side: ``lax.conv_general_dilated`` (NHWC / HWIO, as every jaxgen model calls it),
-  its input gradient and its kernel gradient, each its own jitted function of what it needs,
-  with the XLA flags jaxgen sets (``jaxgen/training/xla_flags.py``), so each figure includes
-  the layout copies XLA adds for that computation;
+* jaxgen's side: ``jaxgen.models.layers.conv_general_dilated`` (NHWC / HWIO, as the models'
+  ``layers.Conv`` calls it: XLA's convolution, with sub-pixel input gradients for strided
+  layers), its input gradient and its kernel gradient, each its own jitted function of what
+  it needs, with the XLA flags jaxgen sets (``jaxgen/training/xla_flags.py``), so each figure
+  includes the layout copies XLA adds for that computation;
 * PyTorch's side, when torch is installed: ``conv2d`` in NCHW, as the peers run it, and
   ``aten.convolution_backward`` for the input and the kernel gradient (oneDNN on x86).
 
@@ -39,9 +40,9 @@ from jaxgen.training import xla_flags
 xla_flags.set_cpu_flags()  # before JAX initialises its CPU backend
 
 import jax  # noqa: E402
-from jax import lax  # noqa: E402
 
 from benchmarks import _common  # noqa: E402
+from jaxgen.models import layers  # noqa: E402
 
 try:  # torch is optional: without it only jaxgen's side is timed
     import torch
@@ -127,7 +128,7 @@ def jax_passes(layer: Layer) -> dict[str, Callable[[], Any]]:
     x = jax.random.normal(kx, (layer.batch, layer.height, layer.width, layer.c_in))
     w = 0.1 * jax.random.normal(kw, (layer.kernel, layer.kernel, layer.c_in, layer.c_out))
     pads = ((layer.pad, layer.pad),) * 2
-    conv = lambda x, w: lax.conv_general_dilated(
+    conv = lambda x, w: layers.conv_general_dilated(
         x, w, (layer.stride,) * 2, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     g = jax.random.normal(kg, (layer.batch, *layer.out_hw, layer.c_out))
     fwd = jax.jit(conv)

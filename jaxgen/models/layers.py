@@ -21,6 +21,9 @@ measured (``benchmarks/notes/cpu_speed.md``); other platforms keep XLA's own low
 The input gradient of a stride-s convolution is the same kind of transposed convolution (of
 the cotangent, with the flipped kernel): :class:`Conv` (a drop-in ``flax.linen.Conv``) computes
 it with the sub-pixel form through a custom VJP (:func:`conv_strided`), again on CPUs only.
+Nearest-neighbour upsampling followed by a convolution is itself a transposed convolution of
+the small input: :class:`UpsampleConv` (the UNet's upsampling) computes it with the same
+sub-pixel form, without the upsampled tensor.
 Layouts: inputs ``[B, *spatial, C]``, kernels ``[*K, C_in, C_out]``.
 """
 

@@ -235,20 +235,30 @@ MODELS = [
      dict(train=True, mutable=["batch_stats"])),
     (lambda: ConvEncoder(channels=(4, 8), features=6), (2, 28, 28, 1), {}),
     (lambda: PatchDiscriminator(features=4, num_layers=2), (2, 16, 16, 1), {}),
-    (lambda: _UNetOfImages(), (2, 8, 8, 1), {}),
 ]
 
 
-class _UNetOfImages(nn.Module):
-    """A small UNet at fixed timesteps, so that the model test can call it on images alone."""
-
-    dtype: jnp.dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        unet = UNet(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), num_groups=4,
-                    dtype=self.dtype, param_dtype=self.dtype, name="unet")
-        return unet(x, jnp.array([3, 700]), train=False)
+def test_unet_with_upsample_conv_equals_its_repeat_then_conv_version(monkeypatch):
+    """Same parameter tree, same outputs (float32; the layer's gradients are tested above)."""
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+    t = jnp.array([3, 700])
+    model = UNet(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), num_groups=4)
+    shapes = jax.eval_shape(lambda k: model.init(k, x, t, train=False), jax.random.key(1))
+    # Random values everywhere: zero-initialised output layers would hide a difference.
+    leaves, tree = jax.tree.flatten(shapes)
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    variables = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, a.shape, a.dtype)
+                                          for k, a in zip(keys, leaves, strict=True)])
+    ours = jax.jit(lambda v: model.apply(v, x, t, train=False))(variables)
+    with monkeypatch.context() as m:
+        m.setattr(layers, "UpsampleConv", RepeatThenConv)
+        theirs_shapes = jax.eval_shape(lambda k: model.init(k, x, t, train=False),
+                                       jax.random.key(1))
+        theirs = jax.jit(lambda v: model.apply(v, x, t, train=False))(variables)
+    assert jax.tree.structure(theirs_shapes) == tree
+    assert [a.shape for a in jax.tree.leaves(theirs_shapes)] == [a.shape for a in leaves]
+    assert jnp.max(jnp.abs(theirs)) > 0.1
+    assert_close(ours, theirs)
 
 
 @pytest.mark.parametrize("make, shape, kwargs", MODELS)
