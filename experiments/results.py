@@ -335,7 +335,7 @@ def _previous_report(output_dir, extractor, num_samples, eval_examples) -> dict:
     report = workdir_lib.read_json(output_dir, "results.json")
     if report is None:
         raise MergeError(f"--merge: {output_dir}/results.json does not exist; run the "
-                              "command without --merge first.")
+                         "command without --merge first.")
     same = (report["features"].get("workdir"), report["features"].get("step"),
             report["num_samples"], report.get("eval_examples"))
     if same != (extractor.provenance.get("workdir"), extractor.provenance.get("step"),

@@ -251,6 +251,27 @@ def _conv_strided_bwd(strides, pads, precision, residuals, g):
 conv_strided.defvjp(_conv_strided_fwd, _conv_strided_bwd)
 
 
+def _undilated_ungrouped_channels_last(lhs, rhs, lhs_dilation, rhs_dilation,
+                                       dimension_numbers, feature_group_count,
+                                       batch_group_count) -> bool:
+    """Whether a convolution call is the plain kind the CPU rewrites cover: 1 to 3 spatial
+    dimensions, no dilation, no groups, channels-last layouts."""
+    nd = lhs.ndim - 2
+    ones = (1,) * nd
+    return (1 <= nd <= 3
+            and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
+            and feature_group_count == 1 and batch_group_count == 1
+            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(nd)))
+
+
+def _explicit_pads(padding, spatial, kernel_size, strides) -> tuple[tuple[int, int], ...]:
+    """``"SAME"``/``"VALID"`` or (low, high) pairs as int pairs, for an input of `spatial`."""
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(spatial, kernel_size, strides, padding)
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
@@ -264,20 +285,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         batch_group_count=batch_group_count, precision=precision,
         preferred_element_type=preferred_element_type)
-    ones = (1,) * nd
     covered = (
-        1 <= nd <= 3 and any(s > 1 for s in window_strides)
-        and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
-        and feature_group_count == 1 and batch_group_count == 1
-        and preferred_element_type is None
-        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-        == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(nd)))
+        any(s > 1 for s in window_strides) and preferred_element_type is None
+        and _undilated_ungrouped_channels_last(lhs, rhs, lhs_dilation, rhs_dilation,
+                                               dimension_numbers, feature_group_count,
+                                               batch_group_count))
     if not covered:
         return plain(lhs, rhs)
-    pads = padding
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:nd], window_strides, padding)
-    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    pads = _explicit_pads(padding, lhs.shape[1:-1], rhs.shape[:nd], window_strides)
     return lax.platform_dependent(
         lhs, rhs,
         cpu=lambda x, w: conv_strided(x, w, tuple(window_strides), pads, precision),
@@ -341,18 +356,15 @@ def upsample_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilatio
         precision=precision, preferred_element_type=preferred_element_type)
     ones = (1,) * nd
     covered = (
-        1 <= nd <= 3 and tuple(window_strides) == ones
-        and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
-        and feature_group_count == 1 and batch_group_count == 1
-        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-        == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(nd)))
+        tuple(window_strides) == ones
+        and _undilated_ungrouped_channels_last(lhs, rhs, lhs_dilation, rhs_dilation,
+                                               dimension_numbers, feature_group_count,
+                                               batch_group_count))
     if not covered:
         return plain(lhs, rhs)
     up_spatial = tuple(factor * n for n in lhs.shape[1:-1])
-    pads = padding
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(up_spatial, rhs.shape[:nd], ones, padding)
-    pads = tuple((int(lo) + factor - 1, int(hi) + factor - 1) for lo, hi in pads)
+    pads = tuple((lo + factor - 1, hi + factor - 1)
+                 for lo, hi in _explicit_pads(padding, up_spatial, rhs.shape[:nd], ones))
 
     def fused(x, w):
         return conv_transpose_subpixel(x, _box_kernel(w, factor, nd), (factor,) * nd, pads,
