@@ -233,7 +233,7 @@ class UNet(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         block = lambda ch, name: ResnetBlock(ch, self.dropout, self.num_groups, name=name, **kw)
         attn = lambda name: AttnBlock(self.num_groups, name=name, **kw)
-        conv3 = lambda features, name, init=_default_init, strides=1: layers.Conv(
+        conv3 = lambda features, name, init=_default_init, strides=1, conv=layers.Conv: conv(
             features, (3, 3), strides=strides, padding="SAME", kernel_init=init, name=name, **kw)
 
         temb = timestep_embedding(t, self.ch)
@@ -270,9 +270,7 @@ class UNet(nn.Module):
                     h = attn(f"up_{i}_attn_{j}")(h)
             if i != 0:
                 if self.resamp_with_conv:  # ×2 nearest, then a 3×3 conv: fused on CPUs
-                    h = layers.UpsampleConv(h.shape[-1], (3, 3), padding="SAME",
-                                            kernel_init=_default_init,
-                                            name=f"up_{i}_upsample", **kw)(h)
+                    h = conv3(h.shape[-1], f"up_{i}_upsample", conv=layers.UpsampleConv)(h)
                 else:
                     h = layers.upsample_nearest(h, 2)
         assert not hs, "every down-path activation is consumed by one up-path block"
