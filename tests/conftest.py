@@ -18,7 +18,7 @@ _OWN_CACHE = None
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # unset: the first process of the run
     _OWN_CACHE = tempfile.mkdtemp(prefix="jaxgen-tests-xla-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # cache every compile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import chex  # noqa: E402  (imports jax, which reads the variables above)
@@ -31,7 +31,7 @@ import pytest  # noqa: E402
 # In case something imported jax before this file: the cache is read at the first compile.
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                  float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")))
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 # The experiment tests launch fresh Python processes; they inherit this repository root.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
