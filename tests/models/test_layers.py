@@ -168,11 +168,18 @@ def test_unsupported_options_use_flax_computation():
                      nn.ConvTranspose(**kw).apply(variables, x), rtol=0)
 
 
+def nearest_x2(x):
+    """×2 nearest upsampling of every spatial axis of ``[B, *spatial, C]`` (``jax.image``'s,
+    independent of the code under test)."""
+    return jax.image.resize(x, (x.shape[0], *(2 * n for n in x.shape[1:-1]), x.shape[-1]),
+                            "nearest")
+
+
 class RepeatThenConv(nn.Conv):
     """The computation :class:`layers.UpsampleConv` replaces: ×2 nearest, then flax's Conv."""
 
     def __call__(self, inputs):
-        return super().__call__(jnp.repeat(jnp.repeat(inputs, 2, axis=1), 2, axis=2))
+        return super().__call__(nearest_x2(inputs))
 
 
 # (input [B, *spatial, C], features, kernel, padding of the upsampled input)
@@ -190,21 +197,19 @@ UPSAMPLE_CASES = [
 def test_upsample_conv_equals_repeat_then_conv(shape, features, kernel, padding):
     x = jax.random.normal(jax.random.key(0), shape)
     nd = len(kernel)
-    repeat = lambda x: jnp.repeat(x, 2, axis=1) if nd == 1 else (
-        jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
     theirs = nn.Conv(features, kernel, padding=padding, bias_init=nn.initializers.normal(1.0))
     ours = layers.UpsampleConv(features, kernel, padding=padding,
                                bias_init=nn.initializers.normal(1.0))
     variables = jax.jit(ours.init)(jax.random.key(1), x)
     assert jax.tree.structure(variables) == jax.tree.structure(
-        theirs.init(jax.random.key(1), repeat(x)))
+        theirs.init(jax.random.key(1), nearest_x2(x)))
     assert variables["params"]["kernel"].shape == kernel + (shape[-1], features)
 
     def loss(f, v, x):
         return jnp.sum(jnp.sin(f(v, x)))
 
     f_ours = lambda v, x: ours.apply(v, x)
-    f_theirs = lambda v, x: theirs.apply(v, repeat(x))
+    f_theirs = lambda v, x: theirs.apply(v, nearest_x2(x))
     assert_close(jax.jit(f_ours)(variables, x), jax.jit(f_theirs)(variables, x))
     grads = lambda f: jax.jit(jax.grad(lambda v, x: loss(f, v, x), argnums=(0, 1)))(
         variables, x)
