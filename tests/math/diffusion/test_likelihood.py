@@ -40,6 +40,59 @@ def bin_log_probs_f64(x, mean, log_scale):
         return np.log(p)  # −inf where p underflows float64 (beyond ~38 standard deviations)
 
 
+def bin_log_prob_grads_f64(x, mean, log_scale):
+    """∂/∂mean and ∂/∂log_scale of log P(bin of x), in float64 and exact however deep the tail.
+
+    Same float32 edges as :func:`bin_log_probs_f64`, then float64 throughout, independently of
+    jaxgen's arithmetic (SciPy's erfcx, not a series). An interior bin is reflected to
+    lo < hi, lo + hi ≤ 0, so that φ(lo) ≤ φ(hi), and P = Φ(hi) − Φ(lo) and its derivatives are
+    divided by φ(hi), which leaves nothing to underflow: with the Mills ratio
+    R = Φ/φ = √(π/2) erfcx(−x/√2) and c = log(φ(lo)/φ(hi)) = (hi − lo)(hi + lo)/2 ≤ 0,
+    P/φ(hi) = R(hi) − e^c R(lo) =: D, ∂log P/∂hi = 1/D and ∂log P/∂lo = −e^c/D. A bin with
+    hi > 0 is near the mean and uses Φ and φ directly; an edge bin, log Φ(b) or log Φ(−a),
+    has ∂/∂b log Φ(b) = 1/R(b).
+    """
+    x, mean, log_scale = np.broadcast_arrays(x, mean, log_scale)
+    level = np.round((np.asarray(x, np.float64) + 1) * 127.5).astype(np.float32)
+    step, one = np.float32(2 / 255), np.float32(1)
+    upper_edge = ((level + np.float32(0.5)) * step - one).astype(np.float64)
+    lower_edge = ((level - np.float32(0.5)) * step - one).astype(np.float64)
+    mean = np.asarray(mean, np.float64)
+    inv_sd = np.exp(-np.asarray(log_scale, np.float64))
+    a, b = (lower_edge - mean) * inv_sd, (upper_edge - mean) * inv_sd
+    flip = a + b > 0
+    hi, lo = np.where(flip, -a, b), np.where(flip, -b, a)
+    # ∂hi/∂mean = ∂lo/∂mean = −1/σ, or +1/σ when reflected; ∂hi/∂log σ = −hi, likewise lo.
+    dz_dmean = np.where(flip, inv_sd, -inv_sd)
+
+    def mills(t):  # Φ(t)/φ(t), for t ≤ 0
+        return math.sqrt(math.pi / 2) * special.erfcx(-np.minimum(t, 0.0) / math.sqrt(2))
+
+    def pdf(t):
+        return np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+
+    def hazard(t):  # φ(t)/Φ(t) = ∂/∂t log Φ(t)
+        return np.where(t <= 0, 1 / mills(t), pdf(t) / special.ndtr(t))
+
+    with np.errstate(all="ignore"):  # np.where evaluates both branches
+        c = 0.5 * (b - a) * (hi + lo)
+        d = mills(hi) - np.exp(c) * mills(lo)
+        p = special.ndtr(hi) - special.ndtr(lo)
+        near = hi > 0
+        d_hi = np.where(near, pdf(hi) / p, 1 / d)
+        d_lo = np.where(near, -pdf(lo) / p, -np.exp(c) / d)
+        grad_mean = dz_dmean * (d_hi + d_lo)
+        grad_log_scale = -hi * d_hi - lo * d_lo
+        first, last = hazard(b), hazard(-a)  # level 0: log Φ(b); level 255: log Φ(−a)
+    grad_mean = np.where(
+        level == 0, -inv_sd * first, np.where(level == 255, inv_sd * last, grad_mean)
+    )
+    grad_log_scale = np.where(
+        level == 0, -b * first, np.where(level == 255, a * last, grad_log_scale)
+    )
+    return grad_mean, grad_log_scale
+
+
 MEANS = [-1.3, -1.0, -0.5, 0.0, 0.3, 1.0 - 1 / 255, 1.0, 1.4]
 
 
@@ -91,6 +144,45 @@ def test_discretized_limits_and_gradients_at_extreme_log_scales():
         lambda m, s: f(x[None, None, :], m[:, None, None], s[None, :, None]).sum(), argnums=(0, 1)
     ))(means, log_scales)
     assert all(np.all(np.isfinite(g)) for g in grads), grads
+
+
+def test_discretized_gradients_match_float64_reference_in_the_deep_tails():
+    # Every level against means inside and outside [−1, 1] and far outside (±1e4: there the bins
+    # are narrow against 1/z even deep in the tail, so log(1 − e^d) has a say), for
+    # σ = e^−15…e^4: z = |x − μ|/σ from 0 to beyond 1e10. jax's log_ndtr differentiates as
+    # exp(log φ(z) − log Φ(z)), a float32 difference of two numbers near −z²/2: before the
+    # fix the largest relative errors below were 3.6e-4 for z in 10…100, 1.6e-2 in 100…1e3,
+    # 1.7 in 1e3…1e4 and 540 in 1e4…1e5; beyond, the gradients were about 1/σ, too small by
+    # the factor z.
+    # The means stay ≥ 1/(2·255) from every bin edge: XLA may round an edge an ulp away from
+    # NumPy (a fused multiply-add), which moves the gradient by up to 6e-8/|edge − μ|
+    # relative, ≤ 3e-5 here.
+    means = np.array(
+        [-1e4, -1.3, -1.0, LEVELS[60] + 0.5 / 255, LEVELS[128], 1.0, 1.4, 1e4], np.float32
+    )
+    log_scales = np.arange(-15.0, 4.01, 0.5, dtype=np.float32)
+    x, mean, log_scale = np.broadcast_arrays(
+        LEVELS.astype(np.float32), means[:, None, None], log_scales[None, :, None]
+    )
+    grads = jax.jit(jax.grad(lambda m, s: log_likelihood(x, m, s).sum(), argnums=(0, 1)))
+    got_mean, got_log_scale = (np.asarray(g, np.float64) for g in grads(mean, log_scale))
+    want_mean, want_log_scale = bin_log_prob_grads_f64(x, mean, log_scale)
+    sd = np.exp(log_scale.astype(np.float64))
+    z = np.abs(x - mean.astype(np.float64)) / sd
+    # Hundreds of bins in every decade of z from 1 to 1e10.
+    assert all(np.sum((z >= 10.0**k) & (z < 10.0 ** (k + 1))) > 100 for k in range(10))
+    assert np.all(np.isfinite(want_mean)) and np.all(np.isfinite(want_log_scale))
+    assert np.all(np.isfinite(got_mean)) and np.all(np.isfinite(got_log_scale))
+    # Relative error, against at least the gradients' natural units (1/σ for the mean, 1 for
+    # log σ) so that it stays meaningful where a gradient crosses zero (z ≈ 0, z ≈ 1). Measured
+    # (CPU): ≤ 3e-7 beyond z = 100; up to 6e-5 for z < 10 next to the midpoint-rule switch,
+    # where log Φ(lo) − log Φ(hi) cancels to 2 digits (the body, unchanged by the fix).
+    err_mean = np.abs(got_mean - want_mean) / np.maximum(np.abs(want_mean), 1 / sd)
+    err_log_scale = np.abs(got_log_scale - want_log_scale) / np.maximum(np.abs(want_log_scale), 1)
+    for name, err in (("mean", err_mean), ("log_scale", err_log_scale)):
+        worst = np.unravel_index(np.argmax(err), err.shape)
+        assert err[worst] < 2e-4, (name, err[worst], "at z =", z[worst], "x, μ, log σ =",
+                                   x[worst], mean[worst], log_scale[worst])
 
 
 def test_decoder_term_matches_float64_computation():
