@@ -140,8 +140,9 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
             feats, probs = extractor(images, r.family.input_range)
             row["sampler"] = sampler
             row["metrics"].update(sample_quality(test_features, feats, probs))
-        if r.family.encode_body is not None:
-            row["metrics"]["linear_probe_accuracy"] = probe_metric(r, device_state)
+        probed = probe_metric(r, device_state) if r.family.encode_body is not None else None
+        if probed is not None:
+            row["metrics"]["linear_probe_accuracy"] = probed
         if r.family.directions and classifier_knows(run_settings.data, extractor):
             rows = translation_rows(r, device_state, extractor, row)
     finally:
@@ -163,11 +164,18 @@ def own_metrics(r, own: dict) -> dict:
     return out
 
 
-def probe_metric(r, device_state) -> dict:
+# The codes a linear probe reads, by preference: a VAE's posterior mean, an AE's code.
+PROBE_CODES = ("mean", "z")
+
+
+def probe_metric(r, device_state) -> dict | None:
     """Linear-probe accuracy of the codes (a VAE's posterior mean): fit on every training
-    example, scored on every test example."""
+    example, scored on every test example. None for a family whose outputs are no codes
+    (the classifier's features and probabilities)."""
     train, test = (r.codes(device_state, split) for split in ("train", "test"))
-    key = "mean" if "mean" in train else "z"
+    key = next((k for k in PROBE_CODES if k in train), None)
+    if key is None:
+        return None
     out = probe.linear_probe_accuracy(train[key], train["label"], test[key], test["label"],
                                       l2=PROBE_L2)
     return {"value": out["accuracy"], "num_samples": out["num_test"],

@@ -20,8 +20,11 @@ from experiments.settings import RunSettings, as_dict
 from experiments.workdir import (
     check_config_drift,
     check_finite,
+    check_reader_config,
     check_same_settings,
+    ensure_writable,
     read_json,
+    write_config,
 )
 from jaxgen import families
 from jaxgen.data import image_io
@@ -44,12 +47,23 @@ KEY_PURPOSES = ("init", "train", "eval", "sample_inputs", "sample_noise", "previ
 
 
 class Runner:
-    """A family, its data and a workdir, with everything compiled lazily and once."""
+    """A family, its data and a workdir, with everything compiled lazily and once.
+
+    A trainer (``read_only=False``) owns the workdir: it creates it and takes its lock. A
+    reader only reads the workdir's checkpoints and writes what its mode makes to
+    `output_dir` (default: the workdir), so it works on a read-only copy of a finished run.
+    """
 
     def __init__(self, settings: RunSettings, family_config: Any, workdir: str, *,
-                 read_only: bool = False):
+                 read_only: bool = False, output_dir: str | None = None,
+                 allow_config_change: bool = False):
         self.settings = settings
         self.workdir = workdir
+        self.read_only = read_only
+        self.output_dir = output_dir or workdir
+        if read_only and not os.path.isdir(workdir):
+            raise ConfigError(f"--workdir={workdir} does not exist; train first with that "
+                              "--workdir (--mode=train), or check the path.")
         family_cls = families.get(settings.family)
         data_cls = KINDS[family_cls.data_kind][1]
         self.data = data_cls(settings.data, input_range=family_cls.input_range,
@@ -58,8 +72,13 @@ class Runner:
         check_same_settings(as_dict(settings, family_config))
         self.parallel = DataParallel(settings.train.parallel)
         self.keys = split_named(jax.random.key(settings.seed), KEY_PURPOSES)
-        os.makedirs(workdir, exist_ok=True)
-        self.writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+        if read_only:
+            check_reader_config(workdir, as_dict(settings, family_config),
+                                allow=allow_config_change)
+        elif jax.process_index() == 0:
+            ensure_writable(workdir, "--workdir")
+        self.writer = MetricWriter(self.output_dir, enabled=jax.process_index() == 0,
+                                   tensorboard=not read_only)
         t = settings.train
         self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                                          every_steps=t.checkpoint_every, keep=t.keep_checkpoints,
@@ -87,6 +106,17 @@ class Runner:
         """The latest checkpoint, on the devices, and its step."""
         state = self.checkpointer.restore(self.initial_state())
         return self.parallel.replicate(state), int(jax.device_get(state.step))
+
+    def restore_for_output(self):
+        """:meth:`restore`, then check that a reader's mode can write its files (after the
+        checkpoint is found: a reader of an empty workdir creates nothing)."""
+        restored = self.restore()
+        if jax.process_index() == 0:
+            default = self.output_dir == self.workdir
+            ensure_writable(self.output_dir, "--workdir" if default else "--output_dir",
+                            " (a read-only run: pass --output_dir=DIR for this mode's files)"
+                            if default else "")
+        return restored
 
     def evaluate(self, device_state, step: int, *,
                  max_examples: int | None = None) -> dict[str, float]:
@@ -162,7 +192,7 @@ class Runner:
         started = time.perf_counter()
         t = self.settings.train
         record = as_dict(self.settings, self.family.config)
-        check_config_drift(self.workdir, record, allow=allow_config_change)
+        record_on_start = check_config_drift(self.workdir, record, allow=allow_config_change)
         loader = self.data.train_loader(t.batch_size, self.parallel.num_local_devices)
         num_steps = t.num_steps or t.num_epochs * loader.steps_per_epoch
         self.check_eval_settings()
@@ -173,7 +203,10 @@ class Runner:
             state=self.initial_state(num_steps), train_step=step, batch_for_step=loader.batch,
             parallel=self.parallel, train_key=self.keys["train"], num_steps=num_steps,
             checkpointer=self.checkpointer, writer=self.writer, log_every=t.log_every,
-            eval_every=t.eval_every, evaluate=self.evaluate, progress=t.progress)
+            eval_every=t.eval_every, evaluate=self.evaluate, progress=t.progress,
+            # Recorded once the state is restored or initialised: a start that fails (bad
+            # settings, a checkpoint of another model) leaves the workdir's record as it was.
+            on_start=(lambda: write_config(self.workdir, record)) if record_on_start else None)
         if finished and previous:  # a rerun of a finished run keeps the record of its training
             print(f"the run in {self.workdir} has finished (step {num_steps}); re-evaluated "
                   "its last checkpoint")
@@ -191,22 +224,24 @@ class Runner:
         return summary
 
     def evaluate_latest(self) -> dict:
-        device_state, step = self.restore()
+        device_state, step = self.restore_for_output()
         metrics = {**self.evaluate(device_state, step), "step": step}
-        self.write_json("eval_summary.json", metrics)
+        out = self.write_json("eval_summary.json", metrics)
+        if out:
+            metrics["eval_summary"] = out
         check_finite(metrics, "evaluation")
         return metrics
 
     def sample(self) -> dict:
         s = self.family.config.sampling
         sampler = s.sampler or self.family.samplers[0]
-        device_state, step = self.restore()
+        device_state, step = self.restore_for_output()
         images = self.generate(device_state, sampler, s.num_samples,
                                jax.random.fold_in(self.keys["sample_inputs"], step))
         images = to_unit(images, self.family.input_range)
         name = f"{sampler}_step{step}"
         out = {"step": step, "num_samples": len(images)}
-        folder = os.path.join(self.workdir, "samples")
+        folder = os.path.join(self.output_dir, "samples")
         out["npz"] = os.path.join(folder, f"{name}.npz")
         if s.write_png:
             out["png_dir"] = os.path.join(folder, name)
@@ -221,9 +256,9 @@ class Runner:
 
     def encode(self, split: str = "test") -> dict:
         """The codes of every example of `split` (with labels) in ``codes_<split>.npz``."""
-        device_state, step = self.restore()
+        device_state, step = self.restore_for_output()
         codes = self.codes(device_state, split)
-        path = os.path.join(self.workdir, f"codes_{split}.npz")
+        path = os.path.join(self.output_dir, f"codes_{split}.npz")
         if jax.process_index() == 0:
             np.savez(path, **codes)
         return {"codes": path, "step": step, "num_examples": len(codes[next(iter(codes))])}
@@ -253,11 +288,9 @@ class Runner:
         one PNG per input, named after it, in a new or empty folder."""
         t = self.family.config.translate
         out_dir = os.path.abspath(t.output_dir or os.path.join(
-            self.workdir, f"translated_{t.direction}"))
+            self.output_dir, f"translated_{t.direction}"))
         if t.input_dir:
-            if os.path.abspath(t.input_dir) == out_dir:
-                raise ConfigError(f"translate.output_dir={out_dir} is the input folder; "
-                                  "choose another folder (inputs are never overwritten).")
+            check_separate_folders(t.input_dir, out_dir)
             size = self.data.image_shape
             images, names = image_io.load_image_folder(t.input_dir, size=size[0],
                                                        channels=size[-1])
@@ -268,7 +301,7 @@ class Runner:
             names = [f"{domain}_{i:06d}" for i in range(len(images))]
             images = self.data.preprocess(images)
         outputs = image_io.output_paths(names, out_dir, overwrite=t.overwrite)
-        device_state, step = self.restore()
+        device_state, step = self.restore_for_output()
         translated = self.translate_images(device_state, t.direction, images)
         if jax.process_index() == 0:
             image_io.save_images(to_unit(translated, self.family.input_range), outputs)
@@ -283,9 +316,31 @@ class Runner:
             device_state, {"image": images}, chunk=chunk, parallel=self.parallel,
             key=self.keys["eval"])
 
-    def write_json(self, filename: str, payload: dict) -> None:
+    def write_json(self, filename: str, payload: dict) -> str | None:
+        """Write a reader's JSON output in the output folder (process 0); return its path."""
         if jax.process_index() == 0:
-            write_json(os.path.join(self.workdir, filename), payload)
+            return write_json(os.path.join(self.output_dir, filename), payload)
+        return None
+
+
+def check_separate_folders(input_dir: str, output_dir: str) -> None:
+    """Refuse an output folder that could overwrite inputs: the input folder itself, or one
+    inside or around it, compared as real paths (symbolic links resolved).
+
+    Raises:
+      ConfigError: naming both folders (and where a link led).
+    """
+    if not os.path.isdir(input_dir):
+        raise ConfigError(f"translate.input_dir={input_dir} is not a folder; name a folder of "
+                          "images.")
+    src, dst = os.path.realpath(input_dir), os.path.realpath(output_dir)
+    resolved = "" if (src, dst) == (os.path.abspath(input_dir), os.path.abspath(output_dir)) \
+        else f" (after following links: {src} and {dst})"
+    if src == dst or dst.startswith(src + os.sep) or src.startswith(dst + os.sep):
+        raise ConfigError(
+            f"translate.output_dir={output_dir} and translate.input_dir={input_dir} are the "
+            f"same folder or one holds the other{resolved}; choose an output folder outside "
+            "the input folder (inputs are never overwritten).")
 
 
 def supported_modes(family) -> list[str]:
@@ -297,10 +352,12 @@ def supported_modes(family) -> list[str]:
 
 
 def run(settings: RunSettings, family_config, workdir: str, mode: str = "train", *,
-        allow_config_change: bool = False) -> dict:
+        allow_config_change: bool = False, output_dir: str | None = None) -> dict:
     """Run `mode` on `workdir`; the returned dict is what the mode reports. Only ``train``
-    writes checkpoints (and takes the workdir's lock); the other modes only read them."""
-    runner = Runner(settings, family_config, workdir, read_only=mode != "train")
+    writes in the workdir (checkpoints, events, its lock); the other modes only read it and
+    write their files to `output_dir` (default: the workdir)."""
+    runner = Runner(settings, family_config, workdir, read_only=mode != "train",
+                    output_dir=output_dir, allow_config_change=allow_config_change)
     try:
         if mode not in supported_modes(runner.family):
             raise ConfigError(f"--mode={mode} is not available for the {settings.family} "

@@ -21,7 +21,7 @@ from jaxgen import families
 from jaxgen.data.datasets import KINDS
 from jaxgen.training.config import EvalConfig, TrainConfig
 from jaxgen.training.optim import OptimizerConfig
-from jaxgen.validation import ConfigError
+from jaxgen.validation import ConfigError, check_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,10 @@ class RunSettings:
     optimizer: OptimizerConfig
     train: TrainConfig
     eval: EvalConfig
+
+    def __post_init__(self):
+        # NumPy's generators take seeds in [0, 2**32) and jax.random.key a 32-bit one too.
+        check_number("seed", self.seed, low=0, high=2**32 - 1, integer=True)
 
 
 def _leaves(node, prefix: str = "") -> set[str]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 
 import jax
 import numpy as np
@@ -63,8 +64,26 @@ def check_same_settings(record: dict) -> None:
             f"and overrides (only {', '.join(HOST_LOCAL)} may differ).")
 
 
-def check_config_drift(workdir: str, record: dict, *, allow: bool) -> None:
+# Settings that decide what a checkpoint holds (the arrays of the model and its optimizer).
+STATE_KEYS = ("family", "model.", "optimizer.")
+
+
+def config_differences(saved: dict, record: dict, only: tuple[str, ...] = ("",)) -> list[str]:
+    """The settings (under the prefixes `only`) that change a run's meaning and differ
+    between a saved ``config.json`` and `record`, as ``"key: old → new"``."""
+    old, new = _flatten(saved), _flat_record(record)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)
+                     and k.startswith(only) and not k.startswith(MAY_CHANGE))
+    return [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed]
+
+
+def check_config_drift(workdir: str, record: dict, *, allow: bool) -> bool:
     """Compare the settings with those the workdir was trained with (``config.json``).
+
+    Returns:
+      Whether :func:`write_config` should record `record` once the run has started (a new
+      run, or a change allowed on purpose). Nothing is written here: a start that fails
+      leaves the workdir's record as it was.
 
     Raises:
       ConfigError: a setting that changes the run's meaning (seed, model, loss, batch, ...)
@@ -72,16 +91,34 @@ def check_config_drift(workdir: str, record: dict, *, allow: bool) -> None:
     """
     saved = read_json(workdir, "config.json")
     if saved is not None:
-        old, new = _flatten(saved), _flat_record(record)
-        changed = sorted(k for k in old.keys() | new.keys()
-                         if old.get(k) != new.get(k) and not k.startswith(MAY_CHANGE))
+        changed = config_differences(saved, record)
         if changed and not allow:
-            listing = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed)
             raise ConfigError(
-                f"{workdir} was trained with other settings ({listing}); resuming would mix "
-                "two runs. Use a new --workdir, or pass --allow_config_change to continue on "
-                "purpose.")
-    if jax.process_index() == 0 and (saved is None or allow):
+                f"{workdir} was trained with other settings ({'; '.join(changed)}); resuming "
+                "would mix two runs. Use a new --workdir, or pass --allow_config_change to "
+                "continue on purpose.")
+    return saved is None or allow
+
+
+def check_reader_config(workdir: str, record: dict, *, allow: bool) -> None:
+    """A reader (evaluate, sample, ...) must build the model the workdir's checkpoints hold.
+
+    Raises:
+      ConfigError: the settings differ from the run's ``config.json`` in a key that decides
+        what its checkpoints hold (`STATE_KEYS`), unless `allow`; the message lists them.
+    """
+    saved = read_json(workdir, "config.json")
+    changed = [] if saved is None or allow else config_differences(saved, record, STATE_KEYS)
+    if changed:
+        raise ConfigError(
+            f"these settings differ from those {workdir} was trained with "
+            f"({'; '.join(changed)}), so its checkpoints do not hold this model. Use the "
+            "training run's --config and overrides (its config.json lists them).")
+
+
+def write_config(workdir: str, record: dict) -> None:
+    """Record the settings a workdir trains with (process 0; atomically)."""
+    if jax.process_index() == 0:
         write_json(os.path.join(workdir, "config.json"), record)
 
 
@@ -98,3 +135,26 @@ def read_json(workdir: str, filename: str) -> dict | None:
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def ensure_writable(folder: str, setting: str, hint: str = "") -> str:
+    """Create `folder` if needed and check that files can be written in it (a probe file is
+    written and removed: permissions, a read-only file system or an immutable folder all
+    show up here, before anything is computed). Returns `folder`.
+
+    Raises:
+      ConfigError: naming `setting`, the folder and the reason (and `hint`).
+    """
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"{setting}={folder} is a file, not a folder; choose a folder.")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".jaxgen-write-check-"):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e)
+        where = f" ({e.filename})" if e.filename and os.path.abspath(e.filename) != \
+            os.path.abspath(folder) else ""
+        raise ConfigError(f"{setting}={folder} cannot be written: {reason}{where}; choose a "
+                          f"folder you can write to{hint}.") from None
+    return folder

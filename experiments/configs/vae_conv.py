@@ -15,5 +15,6 @@ def get_config():
     c = vae_mlp.get_config()
     c.unlock()
     c.model.architecture = "conv"
+    c.sampling = dict(num_samples=64, batch_size=64, write_png=False)  # --mode=sample
     c.lock()
     return c

@@ -17,5 +17,6 @@ def get_config():
     c.eval.iwae_samples = 100
     c.eval.iwae_max_examples = 10000  # global; 0: the whole test split
     c.eval.iwae_batch_size = 100  # global
+    c.sampling = dict(num_samples=64, batch_size=64, write_png=False)  # --mode=sample
     c.lock()
     return c

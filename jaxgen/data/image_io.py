@@ -249,6 +249,8 @@ def output_paths(names: Sequence[str], folder: str, *, overwrite: bool) -> list[
     from jaxgen.validation import ConfigError
 
     folder = os.path.abspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"output folder {folder} is a file; choose a folder.")
     if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
         raise ConfigError(f"output folder {folder} is not empty; choose a new folder, empty "
                           "it, or allow overwriting (translate.overwrite=True).")

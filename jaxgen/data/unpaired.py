@@ -140,6 +140,10 @@ def load_folder_domains(
     out: Domains = {}
     for domain, part in zip(DOMAINS, (x_part, y_part), strict=True):
         folder = os.path.join(root, part)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"data.root={root} has no {part}/ folder; CycleGAN's folders source needs "
+                "trainA/ and trainB/ (and testA/, testB/ for evaluation) under data.root.")
         names = list_images(folder)
         if len(names) < num_shards:
             raise ValueError(

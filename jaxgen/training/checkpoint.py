@@ -18,13 +18,20 @@ import fcntl
 import os
 import shutil
 import socket
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 LOCK_NAME = ".lock"
+# How often a reader lists again when a step vanishes under it (the trainer's keep-N clean-up
+# removes at most one or two folders per save, so a few tries always find a stable listing).
+_LIST_ATTEMPTS = 20
+
+T = TypeVar("T")
 
 
 class CheckpointError(RuntimeError):
@@ -43,6 +50,22 @@ def all_finite(tree: Any) -> bool:
         return True
     return bool(jax.jit(lambda ls: jax.numpy.all(jax.numpy.stack(
         [jax.numpy.all(jax.numpy.isfinite(x)) for x in ls])))(leaves))
+
+
+def _abstract(x: Any) -> Any:
+    return x if isinstance(x, jax.ShapeDtypeStruct) else ocp.utils.to_shape_dtype_struct(x)
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an exception from orbax/TensorStore: the first informative message in
+    its chain (some wrap the real error and print as ``<bound method ...>``)."""
+    seen = e
+    while seen is not None:
+        text = " ".join(str(seen).split())
+        if text and not text.startswith("<bound method"):
+            return f"{type(seen).__name__}: {text[:300]}"
+        seen = seen.__cause__ or seen.__context__
+    return type(e).__name__
 
 
 class Checkpointer:
@@ -64,23 +87,50 @@ class Checkpointer:
         self.every_steps = every_steps
         self.read_only = read_only
         self._lock = None
-        os.makedirs(self.directory, exist_ok=True)
+        self._options = ocp.CheckpointManagerOptions(
+            # A reader neither saves nor deletes (orbax warns unless told so).
+            max_to_keep=None if read_only else keep,
+            save_interval_steps=0 if read_only else every_steps, create=not read_only,
+            read_only=read_only,
+            # Done synchronously below: orbax would start a background thread for it that can
+            # race with other file-system users (e.g. TFDS's mocked file system).
+            cleanup_tmp_directories=False,
+            # Synchronous saves: a save is complete (and renamed into place) when save()
+            # returns, which keeps kill-and-resume semantics simple.
+            enable_async_checkpointing=False,
+        )
+        self._manager = None
         if not read_only:
+            os.makedirs(self.directory, exist_ok=True)
             self._acquire_lock()
             self._remove_unfinished_saves()
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, save_interval_steps=every_steps, create=not read_only,
-                read_only=read_only,
-                # Done synchronously above: orbax would start a background thread for it that
-                # can race with other file-system users (e.g. TFDS's mocked file system).
-                cleanup_tmp_directories=False,
-                # Synchronous saves: a save is complete (and renamed into place) when save()
-                # returns, which keeps kill-and-resume semantics simple.
-                enable_async_checkpointing=False,
-            ),
-        )
+            self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+
+    def _listed(self, read: Callable[[], T]) -> T:
+        """`read()` (a listing of the directory), again if a checkpoint vanishes under it.
+
+        Listing stats every step folder; a trainer's keep-N clean-up can delete one between
+        the directory read and the stat (``FileNotFoundError``). The next listing no longer
+        has it, so a reader retries rather than failing because a trainer did its work.
+        """
+        for attempt in range(_LIST_ATTEMPTS):
+            try:
+                return read()
+            except FileNotFoundError:
+                if attempt + 1 == _LIST_ATTEMPTS:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _reload(self) -> None:
+        """Re-read the directory (a reader opens orbax's manager on the first call, so that a
+        reader of a missing directory creates nothing)."""
+        if self._manager is None:
+            if not os.path.isdir(self.directory):
+                return
+            self._manager = self._listed(
+                lambda: ocp.CheckpointManager(self.directory, options=self._options))
+        self._listed(self._manager.reload)
 
     def _acquire_lock(self) -> None:
         if jax.process_index() != 0:
@@ -114,8 +164,8 @@ class Checkpointer:
 
     def all_steps(self) -> list[int]:
         """The complete checkpoints on disk, oldest first (re-read every call)."""
-        self._manager.reload()
-        return sorted(self._manager.all_steps())
+        self._reload()
+        return sorted(self._manager.all_steps()) if self._manager is not None else []
 
     def latest_step(self) -> int | None:
         steps = self.all_steps()
@@ -132,32 +182,34 @@ class Checkpointer:
 
     def restore(self, target: Any, step: int | None = None) -> Any:
         """Restore checkpoint `step` (default: the newest complete one) into the structure of
-        `target`. Without a `step`, a checkpoint deleted while it is read (a trainer's keep-N
-        clean-up) is skipped for the next newest.
+        `target` (arrays, or ``jax.ShapeDtypeStruct`` leaves, with shardings where the result
+        should be placed on devices). Without a `step`, a checkpoint deleted while it is
+        listed or read (a trainer's keep-N clean-up) is skipped for the next newest, and the
+        directory is listed again when every listed one has gone.
 
         Raises:
           CheckpointError: when there is none, or the files are corrupt or do not match
             `target`.
         """
-        steps = [step] if step is not None else self.all_steps()[::-1]
-        if not steps:
-            raise CheckpointError(f"no checkpoint in {self.directory}; train first with the "
-                                  "same --workdir (--mode=train).")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        for i, s in enumerate(steps):
-            try:
-                return self._manager.restore(s, args=ocp.args.StandardRestore(abstract))
-            except Exception as e:  # orbax raises many types; name the file and the remedy.
-                gone = not os.path.isdir(os.path.join(self.directory, str(s)))
-                if gone and step is None and i + 1 < len(steps):
-                    continue  # removed by the trainer's clean-up while we read it
-                raise CheckpointError(
-                    f"checkpoint {s} in {self.directory} could not be restored "
-                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). It is corrupt or "
-                    "was written by a different model/config. Move that step's folder away "
-                    "to fall back to an earlier one, or start afresh in a new workdir."
-                ) from e
-        raise CheckpointError(f"no checkpoint in {self.directory} could be read.")
+        abstract = jax.tree.map(_abstract, target)
+        for _ in range(_LIST_ATTEMPTS):
+            steps = [step] if step is not None else self.all_steps()[::-1]
+            if not steps:
+                raise CheckpointError(f"no checkpoint in {self.directory}; train first with "
+                                      "the same --workdir (--mode=train).")
+            for s in steps:
+                try:
+                    return self._manager.restore(s, args=ocp.args.StandardRestore(abstract))
+                except Exception as e:  # orbax raises many types; name the file and the remedy
+                    if step is None and not os.path.isdir(os.path.join(self.directory, str(s))):
+                        continue  # removed by the trainer's clean-up while we read it
+                    raise CheckpointError(
+                        f"checkpoint {s} in {self.directory} could not be restored "
+                        f"({describe_error(e)}). It is corrupt or does not hold this model's "
+                        "state. Move that step's folder away to fall back to an earlier one, or "
+                        "start afresh in a new workdir.") from e
+        raise CheckpointError(f"no checkpoint in {self.directory} stayed in place long enough "
+                              "to be read; is a trainer saving and deleting every step?")
 
     def reject(self, step: int) -> str:
         """Move checkpoint `step` out of the way (to ``<directory>_rejected/<step>``), so that
@@ -167,16 +219,18 @@ class Checkpointer:
         if os.path.exists(target):
             shutil.rmtree(target)
         os.rename(os.path.join(self.directory, str(step)), target)
-        self._manager.reload()
+        self._reload()
         return target
 
     def wait(self) -> None:
         """Block until any asynchronous save has finished."""
-        self._manager.wait_until_finished()
+        if self._manager is not None:
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+            self._manager.close()
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None

@@ -39,27 +39,35 @@ def image_grid(images: np.ndarray, *, columns: int | None = None, pad: int = 1) 
 class MetricWriter:
     """Writes scalars to TensorBoard, grids to PNG files and a final JSON summary.
 
+    Folders are made on the first write that needs them, so a writer that is never asked to
+    write leaves no trace (a reader of a finished, perhaps read-only, run).
+
     Args:
       workdir: the run directory; events go to ``tensorboard/``, images to ``images/``.
       enabled: False on processes other than 0.
+      tensorboard: write events (scalars, and grids as images); False: grids as PNG only.
     """
 
-    def __init__(self, workdir: str, *, enabled: bool = True):
+    def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
         self.workdir = workdir
         self.enabled = enabled
+        self.tensorboard = tensorboard
         self._tb = None
-        if enabled:
+
+    def _events(self):
+        if self._tb is None:
             from tensorboardX import SummaryWriter
 
-            os.makedirs(os.path.join(workdir, "images"), exist_ok=True)
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"))
+        return self._tb
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        if not self.enabled:
+        if not self.enabled or not self.tensorboard:
             return
+        tb = self._events()
         for name, value in scalars.items():
-            self._tb.add_scalar(name, float(value), step)
-        self._tb.flush()
+            tb.add_scalar(name, float(value), step)
+        tb.flush()
 
     def write_grid(self, step: int, name: str, images: np.ndarray, **grid_kwargs) -> str | None:
         """Save a grid of ``images`` in [0, 1] as ``images/<name>_<step>.png``; return the path."""
@@ -67,8 +75,10 @@ class MetricWriter:
             return None
         grid = image_grid(images, **grid_kwargs)
         path = os.path.join(self.workdir, "images", f"{name}_{step:07d}.png")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         write_png(path, grid)
-        self._tb.add_image(name, grid, step, dataformats="HWC")
+        if self.tensorboard:
+            self._events().add_image(name, grid, step, dataformats="HWC")
         return path
 
     def write_summary(self, summary: Mapping) -> str | None:

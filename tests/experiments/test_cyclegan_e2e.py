@@ -7,7 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from tests.experiments.helpers import load_config, run_config
+from tests.experiments.helpers import load_config, run_config, run_main
 
 CG_TINY = {
     "train.num_steps": 2, "train.batch_size": 4, "train.log_every": 1,
@@ -66,3 +66,32 @@ def test_train_resume_evaluate_translate(source, tmp_path):
         assert sorted(os.listdir(tmp_path / "out")) == ["0.png", "1.png", "2.png", "3.png"]
         image = np.asarray(Image.open(tmp_path / "out" / "0.png"))
         assert image.shape == (32, 32, 3)
+        translate_faults(overrides, workdir, tmp_path)
+
+
+def translate_faults(overrides, workdir, tmp_path):
+    """`--mode=translate` as a user types it, with the folders a user gets wrong: each is one
+    line, exit status 2, and no input image is touched."""
+    inputs = tmp_path / "data" / "testB"
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    (tmp_path / "link").symlink_to(inputs)  # the output folder: a link to the inputs
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "no_images").mkdir()
+    (tmp_path / "no_images" / "notes.txt").write_text("x")
+    cases = [
+        ({"translate.input_dir": str(inputs), "translate.output_dir": str(tmp_path / "link"),
+          "translate.overwrite": True}, "are the same folder or one holds the other"),
+        ({"translate.input_dir": str(inputs), "translate.output_dir": str(inputs / "sub")},
+         "are the same folder or one holds the other"),
+        ({"translate.input_dir": str(inputs), "translate.output_dir": str(tmp_path / "a_file")},
+         "is a file"),
+        ({"translate.input_dir": str(tmp_path / "missing")}, "is not a folder"),
+        ({"translate.input_dir": str(tmp_path / "no_images")}, "holds no"),
+    ]
+    for extra, message in cases:
+        result = run_main("cyclegan_fmnist", workdir, {
+            **overrides, "translate.direction": "y2x", **extra}, "--mode=translate")
+        assert result.returncode == 2, (extra, result.stderr[-2000:])
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 2  # the error and the --debug hint
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before

@@ -19,12 +19,15 @@ def checkpoint_steps(workdir):
 
 
 def test_second_trainer_is_refused_and_readers_do_not_disturb_the_trainer(tmp_path):
+    """A trainer saving every step and keeping one checkpoint deletes a step folder at every
+    step: readers started back to back beside it (for a bounded time) must all succeed,
+    whenever the clean-up hits their listing or restore."""
     workdir = str(tmp_path / "run")
-    overrides = {**SMALL, "train.num_steps": 3000, "train.checkpoint_every": 20,
-                 "train.keep_checkpoints": 2}
+    overrides = {**SMALL, "train.num_steps": 3000, "train.checkpoint_every": 1,
+                 "train.keep_checkpoints": 1}
     trainer = subprocess.Popen(main_command("vae_mlp", workdir, overrides), cwd=REPO_ROOT,
-                               env=clean_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               env=clean_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not checkpoint_steps(workdir) and time.time() < deadline:
         time.sleep(0.2)
@@ -33,16 +36,18 @@ def test_second_trainer_is_refused_and_readers_do_not_disturb_the_trainer(tmp_pa
     assert second.returncode == 2
     assert "in use by another training process (pid" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 2  # the error and the --debug hint
-    for _ in range(2):  # readers while it trains: both succeed, neither breaks the trainer
+    readers, stop = 0, time.time() + 40
+    while readers < 3 or time.time() < stop:  # at least 3 readers, then until 40 s passed
         reader = run_main("vae_mlp", workdir, overrides, "--mode=evaluate")
         assert reader.returncode == 0, reader.stderr[-2000:]
-    assert trainer.poll() is None, "the trainer stopped while the readers ran"
+        readers += 1
+        assert trainer.poll() is None, "the trainer stopped while the readers ran"
     trainer.kill()  # kill -9: the kernel releases the lock
     trainer.wait()
     resumed = run_main("vae_mlp", workdir, {**overrides, "train.num_steps":
                                             checkpoint_steps(workdir)[-1] + 20})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert len(checkpoint_steps(workdir)) <= 2
+    assert len(checkpoint_steps(workdir)) <= 1
     assert not [d for d in os.listdir(os.path.join(workdir, "checkpoints")) if "tmp" in d]
 
 

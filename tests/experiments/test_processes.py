@@ -12,6 +12,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from jaxgen.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModel
 from jaxgen.training import Checkpointer
@@ -33,35 +34,78 @@ def assert_same_params(a, b):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6), a, b)
 
 
-def test_killed_run_resumes_to_the_same_parameters(tmp_path):
-    overrides = {**SMALL, "train.num_steps": 1200, "train.checkpoint_every": 100}
-    straight = run_main("vae_mlp", str(tmp_path / "straight"), overrides)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+LONG = {**SMALL, "train.num_steps": 1200, "train.checkpoint_every": 100}
 
-    workdir = str(tmp_path / "killed")
-    proc = subprocess.Popen(main_command("vae_mlp", workdir, overrides), cwd=REPO_ROOT,
-                            env=clean_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The uninterrupted run the interrupted ones must end equal to: (step, params)."""
+    workdir = str(tmp_path_factory.mktemp("straight") / "run")
+    straight = run_main("vae_mlp", workdir, LONG)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    return final_params(workdir)
+
+
+def start_and_wait(workdir, ready):
+    """Start a `LONG` run; return its process once `ready(checkpoint steps)` holds."""
+    proc = subprocess.Popen(main_command("vae_mlp", workdir, LONG), cwd=REPO_ROOT,
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     ckpt_dir = os.path.join(workdir, "checkpoints")
     deadline = time.time() + 240
     while time.time() < deadline:
         done = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(
             ckpt_dir) else []
-        if done and max(done) >= 200:
+        if ready(done):
             break
         time.sleep(0.05)
+    return proc
+
+
+def checkpoints(workdir):
+    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
+                  if d.isdigit())
+
+
+def test_killed_run_resumes_to_the_same_parameters(straight_run, tmp_path):
+    workdir = str(tmp_path / "killed")
+    proc = start_and_wait(workdir, lambda done: done and max(done) >= 200)
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    killed_at = max(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = checkpoints(workdir)[-1]
     assert 200 <= killed_at < 1200
 
-    resumed = run_main("vae_mlp", workdir, overrides)
+    resumed = run_main("vae_mlp", workdir, LONG)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from checkpoint step {killed_at}" in resumed.stdout + resumed.stderr
-    step_a, params_a = final_params(str(tmp_path / "straight"))
     step_b, params_b = final_params(workdir)
-    assert step_a == step_b == 1200
-    assert_same_params(params_a, params_b)
+    assert straight_run[0] == step_b == 1200
+    assert_same_params(straight_run[1], params_b)
+
+
+def test_preempted_run_saves_its_step_and_resumes_to_the_same_parameters(straight_run,
+                                                                           tmp_path):
+    """SIGTERM, as a cloud machine, Kubernetes or Slurm preempts a job: the run saves the
+    step it reached (not only the last multiple of checkpoint_every), says so in one line,
+    exits 143, and the rerun resumes from it exactly."""
+    workdir = str(tmp_path / "preempted")
+    proc = start_and_wait(workdir, lambda done: bool(done))
+    time.sleep(0.5)  # between two periodic checkpoints
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    line = stderr.strip().splitlines()[-1]
+    saved = checkpoints(workdir)[-1]  # the step it reached (a multiple of 100 by chance only)
+    assert line == (f"preempted (SIGTERM) after step {saved}: saved checkpoint {saved} in "
+                    f"{os.path.join(workdir, 'checkpoints')}; rerun the same command to "
+                    "resume."), stderr[-3000:]
+    resumed = run_main("vae_mlp", workdir, LONG)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from checkpoint step {saved}" in resumed.stdout + resumed.stderr
+    step_b, params_b = final_params(workdir)
+    assert straight_run[0] == step_b == 1200
+    assert_same_params(straight_run[1], params_b)
 
 
 def free_port():

@@ -1,6 +1,8 @@
 """Checkpoints (round trip, keep-last-K, corrupt files) and the loop's non-finite guard."""
 
 import os
+import shutil
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -141,3 +143,80 @@ def test_a_checkpoint_whose_state_diverged_is_set_aside(tmp_path):
     ckpt = Checkpointer(str(tmp_path / "ckpt"), every_steps=2, keep=2, read_only=True)
     assert ckpt.latest_step() == 2
     assert os.listdir(tmp_path / "ckpt_rejected") == ["4"]
+
+
+class VanishingListing:
+    """Orbax's step-name format, made to delete the newest step folder right after it lists
+    the directory and before it reads the steps' metadata: the trainer's keep-N clean-up at
+    the worst moment for a reader, made deterministic."""
+
+    def __init__(self, real, directory, times=1):
+        self.real, self.directory, self.times = real, directory, times
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def find_all(self, base_path):
+        found = list(self.real.find_all(base_path))
+        if self.times:
+            self.times -= 1
+            newest = max(int(d) for d in os.listdir(self.directory) if d.isdigit())
+            shutil.rmtree(os.path.join(self.directory, str(newest)))
+        return found
+
+
+def test_a_step_that_vanishes_while_a_reader_lists_is_skipped(tmp_path):
+    train(str(tmp_path), num_steps=6)  # keeps 4 and 6
+    directory = str(tmp_path / "ckpt")
+    reader = Checkpointer(directory, every_steps=2, keep=2, read_only=True)
+    assert reader.latest_step() == 6
+    manager = reader._manager
+    manager._step_name_format = VanishingListing(manager._step_name_format, directory)
+    # The listing stats step 6 after it vanished: the reader lists again and takes 4.
+    restored = reader.restore(toy_state())
+    assert int(restored.step) == 4 and reader.all_steps() == [4]
+    manager._step_name_format = VanishingListing(manager._step_name_format, directory)
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        reader.restore(toy_state())  # the last one vanishes too: one clear error
+    # Without the retry the same injection is the FileNotFoundError readers used to die of.
+    train(str(tmp_path / "again"), num_steps=6)
+    raw = Checkpointer(str(tmp_path / "again" / "ckpt"), every_steps=2, keep=2, read_only=True)
+    raw.all_steps()
+    raw._manager._step_name_format = VanishingListing(raw._manager._step_name_format,
+                                                      str(tmp_path / "again" / "ckpt"))
+    with pytest.raises(FileNotFoundError):
+        raw._manager.reload()
+
+
+def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path):
+    """Preemption: SIGTERM (sent here by the step itself, at step 3) makes the loop save the
+    state after that step, though checkpoints are due only every 100 steps, and stop; the
+    rerun resumes from it to the same parameters as an uninterrupted run."""
+    from jaxgen.training.loop import TrainingInterrupted
+
+    straight, _, _ = train(str(tmp_path / "straight"), num_steps=8, every=100)
+    plain = batches()
+
+    def preempting(step):
+        if step == 2:  # the batch of the third step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return plain(step)
+
+    parallel = DataParallel("shard_map")
+    workdir = str(tmp_path / "preempted")
+    ckpt = Checkpointer(os.path.join(workdir, "ckpt"), every_steps=100, keep=2)
+    try:
+        with pytest.raises(TrainingInterrupted, match=r"preempted \(SIGTERM\) after step 3: "
+                                                      r"saved checkpoint 3") as info:
+            fit(state=toy_state(), train_step=parallel.compile(with_step_key(toy_body)),
+                batch_for_step=preempting, parallel=parallel, train_key=jax.random.key(0),
+                num_steps=8, checkpointer=ckpt, writer=MetricWriter(workdir), log_every=1,
+                progress=False)
+        assert info.value.exit_code == 143
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is removed
+    finally:
+        ckpt.close()
+    assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "ckpt")) if s.isdigit()) \
+        == [3]
+    resumed, _, _ = train(workdir, num_steps=8, every=100)
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
