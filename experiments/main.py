@@ -26,6 +26,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from experiments.errors import EXIT_ERROR, expected_errors, one_line, report
 from experiments.runner import MODES
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -43,36 +44,12 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
 _DEBUG = flags.DEFINE_bool("debug", False, "Show the full traceback of an error.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PREEMPTED = 2, 130, 143
-DEBUG_HINT = "(add --debug for the full traceback)"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; a preempted run exits 128 + SIGTERM = 143
 
 
-# Errors whose message says what was wrong and what to do: printed as one line.
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from jaxgen.data.fashion_mnist import DatasetFileError, DatasetNotFoundError
-    from jaxgen.data.image_io import ImageFileError
-    from jaxgen.training import CheckpointError, NonFiniteLossError
-    from jaxgen.training.checkpoint import WorkdirLockedError
-    from jaxgen.validation import ConfigError
-
-    # OSError: a path the user named (a workdir under a file, a read-only folder, a missing
-    # image folder): its message names the path.
-    return (ConfigError, CheckpointError, NonFiniteLossError, WorkdirLockedError,
-            DatasetFileError, DatasetNotFoundError, ImageFileError, FloatingPointError, OSError)
-
-
-def one_line(e: BaseException) -> str:
-    """An expected error as one line (OS errors as '<reason>: <path>')."""
-    if isinstance(e, OSError) and e.strerror and e.filename:
-        return f"{e.strerror}: {e.filename}"
-    return " ".join(str(e).split())
-
-
-def _fail(message: str, code: int = EXIT_ERROR, *, hint: bool = True) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    if hint:
-        print(DEBUG_HINT, file=sys.stderr)
-    sys.exit(code)
+def _fail(message: str) -> None:
+    report(message)
+    sys.exit(EXIT_ERROR)
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -168,7 +145,7 @@ def main(argv):
     _quiet_orbax_noise()
     from jaxgen.training.loop import TrainingInterrupted
 
-    expected = _expected_errors()
+    expected = expected_errors()
     try:
         multi = distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                        _PROCESS_ID.value)
@@ -203,8 +180,7 @@ def main(argv):
             raise
         if _DEBUG.value:
             traceback.print_exc()
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        print(DEBUG_HINT, file=sys.stderr)
+        report(one_line(e))
         _exit(EXIT_ERROR, multi)
     except BaseException:
         if not multi:

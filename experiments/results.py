@@ -44,6 +44,7 @@ import time
 import jax
 import numpy as np
 
+from experiments import errors
 from experiments import features as features_lib
 from experiments import runner as runner_lib
 from experiments import workdir as workdir_lib
@@ -369,6 +370,7 @@ def main(argv=None) -> int:
                         "results.json (same classifier and sample counts)")
     p.add_argument("--readme", nargs="?", const="README.md", default=None,
                    help="also insert the table into README.md (or the given file)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = p.parse_args(argv)
     if args.num_samples < PR_K + 1:
         p.error(f"--num_samples must be at least {PR_K + 1}.")
@@ -378,9 +380,12 @@ def main(argv=None) -> int:
         run(args.workdirs, classifier_workdir=args.classifier_workdir,
             num_samples=args.num_samples, eval_examples=args.eval_examples,
             output_dir=args.output_dir, readme=args.readme, merge=args.merge)
-    except (features_lib.MissingClassifierError, MissingRunError, MergeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (features_lib.MissingClassifierError, MissingRunError, MergeError,
+            *errors.expected_errors()) as e:
+        if args.debug:
+            raise
+        errors.report(errors.one_line(e))
+        return errors.EXIT_ERROR
     print(f"wrote {args.output_dir}/results.md and results.json")
     return 0
 

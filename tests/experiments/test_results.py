@@ -127,3 +127,17 @@ def test_merge_rescores_only_the_given_runs(workdirs, tmp_path, capsys):
     assert results.main(["--workdirs", str(cyclegan_dir), "--merge",
                          *common[:2], "--num_samples", "5", *common[4:]]) == 2
     assert "run the whole table again" in capsys.readouterr().err
+
+
+def test_a_classifier_run_is_scored_without_a_probe(workdirs, tmp_path):
+    """The classifier encodes to features and probabilities, not codes: its row has its own
+    metrics and no linear probe (it used to fail with KeyError: 'z')."""
+    cls_dir = workdirs[0]
+    out = tmp_path / "out"
+    code = results.main(["--workdirs", str(cls_dir), "--classifier_workdir", str(cls_dir),
+                         "--num_samples", str(NUM_SAMPLES), "--eval_examples", "20",
+                         "--output_dir", str(out)])
+    assert code == 0
+    _, row = json.loads((out / "results.json").read_text())["rows"]
+    assert row["family"] == "classifier" and "linear_probe_accuracy" not in row["metrics"]
+    assert any(k.startswith("eval/") for k in row["metrics"])
