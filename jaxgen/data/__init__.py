@@ -8,3 +8,8 @@ Only the functions that read TFDS datasets import TFDS (and TensorFlow under it)
 
 # Where Debian's `dataset-fashion-mnist` package puts the four IDX files.
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+
+# What ``data.source`` may name for single-domain images (datasets.ImageDataConfig); every one
+# is read by sources.load_image_shards. Here, not in `sources`, so that configs are checked
+# without importing TFDS.
+IMAGE_SOURCES = ("tfds", "synthetic")

@@ -21,12 +21,12 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from jaxgen.data import DEBIAN_DIR, image_io, pipeline, sharding
+from jaxgen.data import DEBIAN_DIR, IMAGE_SOURCES, image_io, pipeline, sharding, unpaired
 from jaxgen.data.loaders import TrainLoader, UnpairedLoader, eval_batches
 from jaxgen.validation import ConfigError, check_choice, check_number
 
-IMAGE_SOURCES = ("tfds", "synthetic")
-UNPAIRED_SOURCES = ("fashion_mnist", "tfds", "folders", "synthetic")
+# The unpaired sources read from storage, and toy images made here (UnpairedData._load).
+UNPAIRED_SOURCES = (*unpaired.SOURCES, "synthetic")
 Shards = list[pipeline.Batch]  # per local shard: {"image": uint8 [N_s, H, W, C], "label"?}
 
 
@@ -92,13 +92,6 @@ class UnpairedDataConfig:
                               "trainA/, trainB/, testA/, testB/.")
 
 
-def to_range(images: np.ndarray, input_range: str) -> np.ndarray:
-    """uint8 images → float32 in the family's input range."""
-    if input_range == "unit":
-        return images.astype(np.float32) / 255.0
-    return pipeline.to_signed_unit(images)
-
-
 class _Data:
     """What both kinds share: sharding, cached splits, eval batches."""
 
@@ -127,7 +120,7 @@ class _Data:
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 images as stored → model inputs."""
-        return to_range(images, self.input_range)
+        return pipeline.to_range(images, self.input_range)
 
     def eval_batches(self, domain: str, *, global_batch: int, max_examples: int,
                      num_local_devices: int, what: str, split: str = "test"):
@@ -182,7 +175,7 @@ class ImageData(_Data):
     def preprocess(self, images):
         if self.config.image_size:
             images = pipeline.pad_images(images, self.config.image_size)
-        return to_range(images, self.input_range)
+        return pipeline.to_range(images, self.input_range)
 
     def train_loader(self, global_batch: int, num_local_devices: int):
         shards = self.labelled("train")
@@ -203,8 +196,6 @@ class UnpairedData(_Data):
         return (self.config.crop_size, self.config.crop_size, self.config.channels)
 
     def _load(self, split):
-        from jaxgen.data import unpaired
-
         c = self.config
         # Train at load_size (random crops); test at crop_size, as the reference evaluates.
         size = c.load_size if split == "train" else c.crop_size
@@ -228,7 +219,7 @@ class UnpairedData(_Data):
         size = self.config.crop_size
         if images.shape[1:3] != (size, size):
             images = np.stack([image_io.resize_square(im, size) for im in images])
-        return to_range(images, self.input_range)
+        return pipeline.to_range(images, self.input_range)
 
     def train_loader(self, global_batch: int, num_local_devices: int):
         c = self.config

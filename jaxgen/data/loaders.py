@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from jaxgen.data.image_io import resize_square
-from jaxgen.data.pipeline import Batch, to_signed_unit
+from jaxgen.data.pipeline import Batch, to_range
 from jaxgen.data.unpaired import DOMAINS
 
 # Seed-sequence tags keep the permutation and augmentation streams of one shard apart even
@@ -166,7 +166,7 @@ def augment(
         image = resize_square(image, load_size)
         crop = image[tops[i] : tops[i] + crop_size, lefts[i] : lefts[i] + crop_size]
         out[i] = crop[:, ::-1] if flips[i] else crop
-    return to_signed_unit(out)
+    return to_range(out, "symmetric")
 
 
 @dataclasses.dataclass
@@ -276,41 +276,3 @@ def eval_batches(
         batch["mask"] = mask
         yield batch
 
-
-def make_eval_preprocess(size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 images → float32 [−1, 1] at ``size`` square (bicubic only where it differs)."""
-
-    def preprocess(images: np.ndarray) -> np.ndarray:
-        if images.shape[1:3] != (size, size):
-            images = np.stack([resize_square(im, size) for im in images])
-        return to_signed_unit(images)
-
-    return preprocess
-
-
-def iterate_domain(
-    shards: list[np.ndarray],
-    *,
-    batch_per_shard: int,
-    preprocess: Callable[[np.ndarray], np.ndarray] = to_signed_unit,
-    num_steps: int | None = None,
-) -> Iterator[Batch]:
-    """Every image of one domain's local shards once, in order: :func:`eval_batches` of
-    ``{"image": shard}``, batches ``{"image", "mask"}``.
-
-    Args:
-      shards: uint8 ``[N_s, H, W, C]`` per local shard.
-      batch_per_shard: images taken from each shard per batch.
-      preprocess: uint8 images → model inputs (default: float32 in [−1, 1]; use
-        :func:`make_eval_preprocess` to resize).
-      num_steps: batches to yield; must be the same on every process (the global longest
-        shard over `batch_per_shard`, rounded up). None: from the local shards.
-    """
-    if num_steps is None:
-        num_steps = math.ceil(max(len(s) for s in shards) / batch_per_shard)
-
-    def preprocess_batch(batch: Batch) -> Batch:
-        return {**batch, "image": preprocess(batch["image"])}
-
-    return eval_batches([{"image": s} for s in shards], batch_per_shard=batch_per_shard,
-                        num_steps=num_steps, preprocess=preprocess_batch)

@@ -6,12 +6,13 @@ process loads only *its* shards once (``tfds.even_splits``) and the loaders of
 the number of processes, one shard each; a single process can also read several shards
 (``num_shards`` > process count), which reproduces a multi-host data order.
 
-The functions here are pure NumPy on uint8 ``[N, H, W, C]`` images or batch dicts.
+The functions here are pure NumPy on uint8 ``[N, H, W, C]`` images; :func:`to_range` is the one
+uint8 → float conversion (to a family's input range).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -56,31 +57,21 @@ def synthetic_images(
     }
 
 
-def scale_to_unit(batch: Batch) -> Batch:
-    """uint8 images → float32 in [0, 1]; other keys unchanged."""
-    out = dict(batch)
-    out["image"] = batch["image"].astype(np.float32) / 255.0
-    return out
+def to_range(images: np.ndarray, input_range: str) -> np.ndarray:
+    """uint8 images ``[..., C]`` in [0, 255] → float32 in a family's input range.
 
-
-def to_signed_unit(images: np.ndarray) -> np.ndarray:
-    """uint8 [0, 255] → float32 [−1, 1] (the reference's ToTensor + Normalize(0.5, 0.5))."""
-    out = images.astype(np.float32)
-    out *= 1.0 / 127.5  # in place: this runs on every training batch
-    out -= 1.0
-    return out
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Images in [−1, 1] → uint8 in [0, 255] (rounded, clipped)."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
-        np.uint8
-    )
-
-
-def scale_to_symmetric(batch: Batch) -> Batch:
-    """uint8 images → float32 in [−1, 1] (diffusion, GANs); other keys unchanged."""
-    return {**batch, "image": to_signed_unit(batch["image"])}
+    ``"unit"``: ``x / 255`` in [0, 1]; ``"symmetric"``: ``x / 127.5 − 1`` in [−1, 1] (the
+    reference's ToTensor + Normalize(0.5, 0.5)). The one uint8 → float conversion of the data
+    layer: every loader's batches and evaluation images go through it.
+    """
+    if input_range == "unit":
+        return images.astype(np.float32) / 255.0
+    if input_range == "symmetric":
+        out = images.astype(np.float32)
+        out *= 1.0 / 127.5  # in place: this runs on every training batch
+        out -= 1.0
+        return out
+    raise ValueError(f"input_range={input_range!r} must be 'unit' or 'symmetric'.")
 
 
 def pad_images(images: np.ndarray, size: int) -> np.ndarray:
@@ -95,11 +86,3 @@ def pad_images(images: np.ndarray, size: int) -> np.ndarray:
     top, left = (size - h) // 2, (size - w) // 2
     return np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0)))
 
-
-def padded_symmetric(size: int) -> Callable[[Batch], Batch]:
-    """Preprocess: pad images to ``size × size``, then scale to [−1, 1]."""
-
-    def preprocess(batch: Batch) -> Batch:
-        return scale_to_symmetric({**batch, "image": pad_images(batch["image"], size)})
-
-    return preprocess

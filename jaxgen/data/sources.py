@@ -10,10 +10,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxgen.data import fashion_mnist
+from jaxgen.data import IMAGE_SOURCES, fashion_mnist
 from jaxgen.data.pipeline import Batch, synthetic_images
-
-SOURCES = ("tfds", "synthetic")
 
 
 def get_tfds_builder(
@@ -129,7 +127,7 @@ def load_image_shards(
             for i in shard_ids
         ]
     if source != "tfds":
-        raise ValueError(f"unknown data source {source!r}; choose one of {SOURCES}.")
+        raise ValueError(f"unknown data source {source!r}; choose one of {IMAGE_SOURCES}.")
     builder = get_tfds_builder(name, data_dir=data_dir, local_dir=local_dir, download=download)
     subsplits = tfds.even_splits(split, n=num_shards)
     shards = []

@@ -37,7 +37,7 @@ import numpy as np
 from jaxgen.data import DEBIAN_DIR, pipeline
 from jaxgen.data.image_io import convert_channels, list_images, pil_mode, read_images, resize_square
 
-SOURCES = ("tfds", "folders", "fashion_mnist")
+SOURCES = ("fashion_mnist", "tfds", "folders")  # + "synthetic" in datasets.UNPAIRED_SOURCES
 DOMAINS = ("x", "y")
 Domains = dict[str, list[np.ndarray]]
 

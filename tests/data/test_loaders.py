@@ -6,12 +6,23 @@ import pytest
 
 from jaxgen.data import loaders, pipeline, sources
 
+
+def to_unit(batch):
+    return {**batch, "image": pipeline.to_range(batch["image"], "unit")}
+
+
+def to_uint8(images):
+    """[−1, 1] → uint8, the inverse of ``to_range(·, "symmetric")`` on its 256 levels."""
+    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
+        np.uint8)
+
+
 # --- TrainLoader -----------------------------------------------------------------------------
 
 
 def loader(shards, shard_ids, seed=0, batch=4, **kwargs):
     return loaders.TrainLoader(shards=shards, shard_ids=shard_ids, batch_per_shard=batch,
-                               seed=seed, preprocess=pipeline.scale_to_unit, **kwargs)
+                               seed=seed, preprocess=to_unit, **kwargs)
 
 
 def labelled(n, offset=0):
@@ -79,7 +90,7 @@ def test_one_epoch_rule_for_every_loader():
 def test_eval_batches_pad_and_mask():
     shards = [{"image": np.full((5, 2, 2, 1), 255, np.uint8), "label": np.arange(5)}]
     batches = list(loaders.eval_batches(shards, batch_per_shard=2, num_steps=3,
-                                         preprocess=pipeline.scale_to_unit))
+                                         preprocess=to_unit))
     masks = np.concatenate([b["mask"] for b in batches])
     np.testing.assert_array_equal(masks, [1, 1, 1, 1, 1, 0])
     assert batches[-1]["image"][1].max() == 0.0  # padding
@@ -102,7 +113,7 @@ def test_augment_crops_and_flips_exactly():
                            flip=True)
     assert out.dtype == np.float32 and out.shape == (64, 8, 8, 3)
     assert out.min() >= -1.0 and out.max() <= 1.0
-    crops = pipeline.to_uint8(out)
+    crops = to_uint8(out)
     flipped, offsets = 0, set()
     for crop in crops:
         top, left = divmod(int(crop[0, 0, 0]), 20)
@@ -116,7 +127,7 @@ def test_augment_crops_and_flips_exactly():
     assert 10 < flipped < 54 and len(offsets) > 10
     no_flip = loaders.augment(images[:8], np.random.default_rng(0), load_size=12, crop_size=8,
                                flip=False)
-    assert all(pipeline.to_uint8(c)[0, 1, 0] > pipeline.to_uint8(c)[0, 0, 0] for c in no_flip)
+    assert all(to_uint8(c)[0, 1, 0] > to_uint8(c)[0, 0, 0] for c in no_flip)
     same = loaders.augment(images[:2], np.random.default_rng(0), load_size=12, crop_size=12,
                             flip=False)
     np.testing.assert_allclose(same, images[:2] / 127.5 - 1.0, atol=1e-6)
@@ -140,7 +151,7 @@ def id_images(ids):
 
 
 def ids(batch_part):
-    return pipeline.to_uint8(batch_part)[:, 0, 0, 0].tolist()
+    return to_uint8(batch_part)[:, 0, 0, 0].tolist()
 
 
 def make_loader(x, y, shard_ids, *, seed=0, batch=2):
@@ -202,18 +213,3 @@ def test_loader_batch_larger_than_a_domain_straddles_epochs():
     with pytest.raises(ValueError, match="empty y shard"):
         make_loader([id_images(range(3))], [id_images([])], [0])
 
-
-# --- evaluation ------------------------------------------------------------------------------
-
-
-def test_iterate_domain_pads_and_masks():
-    shards = [id_images(range(5)), id_images(range(10, 13))]
-    batches = list(loaders.iterate_domain(shards, batch_per_shard=2))
-    assert len(batches) == 3 and batches[0]["image"].shape == (4, 4, 4, 3)
-    mask = np.concatenate([b["mask"] for b in batches])
-    np.testing.assert_array_equal(mask, [1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 0, 0])
-    real = [i for b in batches for i, m in zip(ids(b["image"]), b["mask"], strict=True) if m]
-    assert sorted(real) == [0, 1, 2, 3, 4, 10, 11, 12]
-    resized = next(loaders.iterate_domain(shards, batch_per_shard=2,
-                                           preprocess=loaders.make_eval_preprocess(6)))
-    assert resized["image"].shape == (4, 6, 6, 3)
