@@ -161,14 +161,20 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, strides: Sequence[i
 
 
 class ConvTranspose(nn.ConvTranspose):
-    """``flax.linen.ConvTranspose`` computed by :func:`conv_transpose_subpixel`.
+    """``flax.linen.ConvTranspose`` computed by :func:`conv_transpose_subpixel` on CPUs.
 
     Same attributes, parameter names (``kernel [*K, C_in, C_out]``, ``bias``), shapes and
     initialisers as ``flax.linen.ConvTranspose`` (and the same automatic name,
     ``ConvTranspose_<i>``), so a parameter tree or checkpoint of one loads into the other.
-    Options the sub-pixel form does not cover (kernel dilation, a mask, ``transpose_kernel``,
-    ``"CIRCULAR"`` padding, several batch dimensions) use ``flax.linen.ConvTranspose``'s
-    computation.
+
+    ``lax.conv_transpose(x, w, s, pads)`` (kernel not flipped) *is*
+    ``lax.conv_general_dilated(x, w, 1, pads, lhs_dilation=s)``, so the layer is flax's own
+    ``Conv`` with input dilation s and the transposed convolution's padding, run in this
+    module's scope (``nn.share_scope``: the parameters stay ``kernel`` and ``bias`` here) and
+    computed through flax's ``conv_general_dilated`` hook by :func:`conv_general_dilated`:
+    flax creates the parameters, promotes dtypes and adds the bias. Options the sub-pixel form
+    does not cover (kernel dilation, a mask, ``transpose_kernel``, ``"CIRCULAR"`` padding,
+    several batch dimensions) use ``flax.linen.ConvTranspose``'s computation.
     """
 
     @nn.compact
@@ -180,29 +186,22 @@ class ConvTranspose(nn.ConvTranspose):
         strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
         dilation = self.kernel_dilation if self.kernel_dilation is not None else 1
         dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
-        padding = nn.linear.canonicalize_padding(self.padding, nd)
-        if (self.mask is not None or self.transpose_kernel or padding == "CIRCULAR"
+        padding = self.padding
+        if (self.mask is not None or self.transpose_kernel
+                or (isinstance(padding, str) and padding not in ("SAME", "VALID"))
                 or any(d != 1 for d in dilation) or inputs.ndim != nd + 2):
             return super().__call__(inputs)
-        kernel = self.param("kernel", self.kernel_init,
-                            kernel_size + (inputs.shape[-1], self.features), self.param_dtype)
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        options = dict(precision=self.precision,
-                       preferred_element_type=self.preferred_element_type)
-        pads = transpose_padding(kernel_size, strides, padding)
-        # The rewrite is measured on CPUs only; elsewhere XLA keeps its own lowering (cuDNN
-        # computes transposed convolutions as data gradients without inserted zeros).
-        y = lax.platform_dependent(
-            inputs, kernel,
-            cpu=lambda x, w: conv_transpose_subpixel(x, w, strides, pads, **options),
-            default=lambda x, w: lax.conv_transpose(x, w, strides, pads,
-                                                    dimension_numbers=_channels_last(nd),
-                                                    **options))
-        if bias is not None:
-            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
-        return y
+        if isinstance(padding, str):  # lax.conv_transpose's rule; pairs pass through as given
+            padding = transpose_padding(kernel_size, strides, padding)
+        conv = nn.Conv(
+            self.features, kernel_size, strides=1, padding=padding, input_dilation=strides,
+            use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+            precision=self.precision, kernel_init=self.kernel_init, bias_init=self.bias_init,
+            promote_dtype=self.promote_dtype,
+            conv_general_dilated=functools.partial(
+                conv_general_dilated, preferred_element_type=self.preferred_element_type))
+        nn.share_scope(self, conv)
+        return conv(inputs)
 
 
 # ---- Strided convolutions: input gradients without zero-inserted cotangents ---------------
@@ -251,18 +250,27 @@ def _conv_strided_bwd(strides, pads, precision, residuals, g):
 conv_strided.defvjp(_conv_strided_fwd, _conv_strided_bwd)
 
 
+def _ungrouped_channels_last(lhs, rhs, rhs_dilation, dimension_numbers, feature_group_count,
+                             batch_group_count) -> bool:
+    """1 to 3 spatial dimensions, an undilated kernel, no groups, channels-last layouts."""
+    nd = lhs.ndim - 2
+    ones = (1,) * nd
+    return (1 <= nd <= 3
+            and tuple(rhs_dilation or ones) == ones
+            and feature_group_count == 1 and batch_group_count == 1
+            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(nd)))
+
+
 def _undilated_ungrouped_channels_last(lhs, rhs, lhs_dilation, rhs_dilation,
                                        dimension_numbers, feature_group_count,
                                        batch_group_count) -> bool:
     """Whether a convolution call is the plain kind the CPU rewrites cover: 1 to 3 spatial
     dimensions, no dilation, no groups, channels-last layouts."""
-    nd = lhs.ndim - 2
-    ones = (1,) * nd
-    return (1 <= nd <= 3
-            and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
-            and feature_group_count == 1 and batch_group_count == 1
-            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _channels_last(nd)))
+    ones = (1,) * (lhs.ndim - 2)
+    return (tuple(lhs_dilation or ones) == ones
+            and _ungrouped_channels_last(lhs, rhs, rhs_dilation, dimension_numbers,
+                                         feature_group_count, batch_group_count))
 
 
 def _explicit_pads(padding, spatial, kernel_size, strides) -> tuple[tuple[int, int], ...]:
@@ -275,16 +283,41 @@ def _explicit_pads(padding, spatial, kernel_size, strides) -> tuple[tuple[int, i
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
-    """``lax.conv_general_dilated``, with :func:`conv_strided` on CPUs for the strided,
-    undilated, ungrouped, channels-last convolutions it covers (the models' downsampling
-    layers); every other call, and every other platform, is ``lax.conv_general_dilated``."""
+    """``lax.conv_general_dilated``, computed on CPUs without zero-inserted data where it can:
+
+    - a strided, undilated, ungrouped, channels-last convolution (the models' downsampling
+      layers) by :func:`conv_strided`, whose input gradient is a sub-pixel transposed
+      convolution;
+    - a stride-1, input-dilated one (explicit padding, an undilated kernel, ungrouped,
+      channels last): a transposed convolution (:class:`ConvTranspose`), by
+      :func:`conv_transpose_subpixel`.
+
+    Every other call, and every other platform, is ``lax.conv_general_dilated`` itself."""
     nd = lhs.ndim - 2
+    ones = (1,) * nd
     plain = functools.partial(
         lax.conv_general_dilated, window_strides=window_strides, padding=padding,
         lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         batch_group_count=batch_group_count, precision=precision,
         preferred_element_type=preferred_element_type)
+    input_dilation = tuple(lhs_dilation or ones)
+    # String padding with input dilation is lax's own error (the plain call raises it).
+    transposed = (
+        tuple(window_strides) == ones and input_dilation != ones
+        and not isinstance(padding, str)
+        and _ungrouped_channels_last(lhs, rhs, rhs_dilation, dimension_numbers,
+                                     feature_group_count, batch_group_count))
+    if transposed:
+        # The rewrite is measured on CPUs only; elsewhere XLA keeps its own lowering (cuDNN
+        # computes transposed convolutions as data gradients without inserted zeros).
+        pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+        return lax.platform_dependent(
+            lhs, rhs,
+            cpu=lambda x, w: conv_transpose_subpixel(
+                x, w, input_dilation, pads, precision=precision,
+                preferred_element_type=preferred_element_type),
+            default=lambda x, w: plain(x, w))
     covered = (
         any(s > 1 for s in window_strides) and preferred_element_type is None
         and _undilated_ungrouped_channels_last(lhs, rhs, lhs_dilation, rhs_dilation,
@@ -302,8 +335,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 class Conv(nn.Conv):
     """``flax.linen.Conv`` whose strided convolutions differentiate their input without
     zero-inserted cotangents on CPUs (:func:`conv_general_dilated`). Same attributes,
-    parameters, initialisers and automatic name (``Conv_<i>``); the forward pass is
-    ``lax.conv_general_dilated`` itself."""
+    parameters, initialisers and automatic name (``Conv_<i>``); the forward pass of a strided
+    convolution is ``lax.conv_general_dilated`` itself. (An input-dilated one, i.e. a
+    transposed convolution, is computed in the sub-pixel form, as by :class:`ConvTranspose`.)"""
 
     conv_general_dilated: Callable[..., jax.Array] | None = conv_general_dilated
 

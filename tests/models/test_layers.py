@@ -5,6 +5,9 @@ convolutions whose input gradient is a sub-pixel transposed convolution) against
 ``flax.linen.Conv`` and ``layers.UpsampleConv`` against nearest upsampling followed by
 ``flax.linen.Conv``, alone and inside every model that uses them."""
 
+import dataclasses
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -68,16 +71,110 @@ def test_conv_transpose_equals_flax_forward_and_gradients(shape, features, kerne
              use_bias=use_bias, bias_init=nn.initializers.normal(1.0)))
 
 
-def assert_layer_equals_flax(ours_cls, theirs_cls, x, kw):
-    """Same parameters from the same key; the same output and gradients. Returns
+def assert_layer_equals_flax(ours_cls, theirs_cls, x, kw, rtol=RTOL):
+    """Same parameters from the same key; the same output and gradients (and dtypes). Returns
     ``(ours, theirs, variables)``."""
     ours, theirs = ours_cls(**kw), theirs_cls(**kw)
     variables = theirs.init(jax.random.key(1), x)
     assert_close(ours.init(jax.random.key(1), x), variables, rtol=0)
     got = jax.jit(lambda v, x: output_and_grads(ours, v, x, jax.random.key(2)))(variables, x)
     want = jax.jit(lambda v, x: output_and_grads(theirs, v, x, jax.random.key(2)))(variables, x)
-    assert_close(got, want)
+    assert_close(got, want, rtol=rtol)
     return ours, theirs, variables
+
+
+def to_bfloat16(*args, dtype=None, inexact=True):
+    """A ``promote_dtype`` hook that computes in bfloat16 whatever the layer's dtype."""
+    return nn.dtypes.promote_dtype(*args, dtype=jnp.bfloat16, inexact=inexact)
+
+
+# How flax.linen.ConvTranspose reads each of its attributes, against layers.ConvTranspose
+# (which hands them to flax.linen.Conv, or falls back to ConvTranspose's own computation):
+# (input shape, input dtype, attributes, rtol). A flax change the layer does not follow —
+# another padding or stride form, dtype rule, initialisation order, bias — fails here.
+BF16 = 2e-2  # bfloat16 outputs, the same products summed in another order
+ATTRIBUTE_CASES = [
+    ((2, 9, 3), jnp.float32, dict(kernel_size=3, strides=2, padding="VALID"), RTOL),  # ints
+    ((2, 5, 6, 3), jnp.float32, dict(kernel_size=(3, 3), strides=None), RTOL),  # default
+    ((2, 5, 6, 3), jnp.float32, dict(kernel_size=(4, 4), strides=2, padding=1), RTOL),
+    ((2, 5, 6, 3), jnp.float32,
+     dict(kernel_size=(4, 3), strides=(2, 3), padding=(2, (0, 1))), RTOL),  # int and pair
+    ((2, 5, 6, 3), jnp.float32,
+     dict(kernel_size=(4, 4), strides=(2, 2), padding=[(1, 2), (2, 1)]), RTOL),  # a list
+    ((2, 5, 6, 3), jnp.float32, dict(kernel_size=(3, 3), strides=2, kernel_dilation=1), RTOL),
+    ((2, 5, 6, 3), jnp.float32, dict(kernel_size=(3, 3), strides=2, use_bias=False), RTOL),
+    ((2, 5, 6, 3), jnp.float32,
+     dict(kernel_size=(3, 3), strides=2, precision=lax.Precision.HIGHEST), RTOL),
+    ((2, 5, 6, 3), jnp.bfloat16, dict(kernel_size=(4, 4), strides=2), RTOL),  # promoted
+    ((2, 5, 6, 3), jnp.float32, dict(kernel_size=(4, 4), strides=2, dtype=jnp.bfloat16), BF16),
+    ((2, 5, 6, 3), jnp.float32,
+     dict(kernel_size=(4, 4), strides=2, param_dtype=jnp.bfloat16), RTOL),
+    ((2, 5, 6, 3), jnp.bfloat16,
+     dict(kernel_size=(4, 4), strides=2, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16), BF16),
+    ((2, 5, 6, 3), jnp.float32,
+     dict(kernel_size=(4, 4), strides=2, dtype=jnp.bfloat16,
+          preferred_element_type=jnp.float32), BF16),
+    ((2, 5, 6, 3), jnp.float32,
+     dict(kernel_size=(4, 4), strides=2, promote_dtype=to_bfloat16), BF16),
+    ((2, 5, 6, 3), jnp.float32,
+     dict(kernel_size=(3, 3), strides=2, kernel_init=nn.initializers.lecun_uniform(),
+          bias_init=nn.initializers.uniform(2.0)), RTOL),
+    ((5, 6, 3), jnp.float32, dict(kernel_size=(3, 3), strides=2), RTOL),  # no batch axis
+    ((2, 3, 5, 6, 3), jnp.float32, dict(kernel_size=(3, 3), strides=2), RTOL),  # two
+]
+
+
+@pytest.mark.parametrize("shape, dtype, attributes, rtol", ATTRIBUTE_CASES)
+def test_conv_transpose_reads_its_attributes_as_flax_does(shape, dtype, attributes, rtol):
+    x = jax.random.normal(jax.random.key(0), shape, dtype)
+    assert_layer_equals_flax(layers.ConvTranspose, nn.ConvTranspose, x,
+                             dict(features=4, bias_init=nn.initializers.normal(1.0))
+                             | attributes, rtol=rtol)
+
+
+def test_conv_transpose_handles_every_flax_attribute():
+    """A new ``flax.linen.ConvTranspose`` attribute fails here until the layer handles it:
+    forwarded to ``flax.linen.Conv`` or a reason to fall back to flax's computation."""
+    forwarded = {"features", "kernel_size", "strides", "padding", "use_bias", "dtype",
+                 "param_dtype", "precision", "kernel_init", "bias_init", "promote_dtype",
+                 "preferred_element_type", "parent", "name"}
+    fallback = {"kernel_dilation", "mask", "transpose_kernel"}
+    assert {f.name for f in dataclasses.fields(nn.ConvTranspose)} == forwarded | fallback
+
+
+def convolutions_off_cpu(module, variables, x):
+    """The convolution ops of ``module.apply`` lowered for a GPU (no GPU needed)."""
+    text = jax.jit(module.apply).trace(variables, x).lower(
+        lowering_platforms=("cuda",)).as_text()
+    return [re.sub(r"%\S+", "%", line.strip()) for line in text.splitlines()
+            if "stablehlo.convolution" in line]
+
+
+@pytest.mark.parametrize("ours, theirs, kw", [
+    (layers.ConvTranspose, nn.ConvTranspose,
+     dict(kernel_size=(4, 4), strides=(2, 2), padding=((2, 2), (2, 2)))),
+    (layers.ConvTranspose, nn.ConvTranspose, dict(kernel_size=(3, 3), strides=(2, 2))),
+    (layers.Conv, nn.Conv, dict(kernel_size=(4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))),
+])
+def test_other_platforms_run_flax_convolution_itself(ours, theirs, kw):
+    """Off CPUs the layers lower to exactly the convolution flax's layers lower to."""
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
+    variables = theirs(features=4, **kw).init(jax.random.key(1), x)
+    want = convolutions_off_cpu(theirs(features=4, **kw), variables, x)
+    assert len(want) == 1
+    assert convolutions_off_cpu(ours(features=4, **kw), variables, x) == want
+
+
+@pytest.mark.parametrize("padding", [((1, 2), (2, 1)), ((3, 3), (0, 1))])
+def test_input_dilated_conv_equals_flax(padding):
+    """``layers.Conv`` with input dilation (a transposed convolution: sub-pixel on CPUs)."""
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
+    assert_layer_equals_flax(layers.Conv, nn.Conv, x,
+                             dict(features=4, kernel_size=(4, 3), input_dilation=(2, 3),
+                                  padding=padding, bias_init=nn.initializers.normal(1.0)))
+    with pytest.raises(ValueError, match="String padding is not implemented"):
+        layers.Conv(4, (3, 3), input_dilation=(2, 2), padding="SAME").init(
+            jax.random.key(1), x)
 
 
 # (input, features, kernel, strides, padding) of strided convolutions: the models' first.
