@@ -38,7 +38,6 @@ from jaxgen.training.collect import (
     sum_over_batches,
 )
 from jaxgen.training.metrics import write_json
-from jaxgen.training.optim import make_optimizer
 from jaxgen.training.parallel import with_step_key
 from jaxgen.validation import ConfigError
 
@@ -97,9 +96,9 @@ class Runner:
         return self._compiled[name]
 
     def initial_state(self, num_steps: int = 0):
-        """The family's initial state, its optimizer built for a run of `num_steps`."""
+        """The family's initial state, its optimizers built for a run of `num_steps`."""
         o = self.settings.optimizer
-        return self.family.init(self.keys["init"], make_optimizer(o, num_steps),
+        return self.family.init(self.keys["init"], self.family.make_optimizers(o, num_steps),
                                 ema_decay=o.ema_decay)
 
     def restore(self):

@@ -8,34 +8,38 @@ data, sharding, the loop, checkpoints, metrics, files and modes. Every body has 
 ``body(state, batch, key)`` and runs inside ``DataParallel.compile`` over the ``"data"`` axis,
 on this device's shard of a global batch.
 
-=================  =============================================================  ==========
-member             meaning                                                        needed
-=================  =============================================================  ==========
-``name``           registry name (``jaxgen.families.get(name)``)                 yes
-``Config``         the frozen config dataclass                                    yes
-``data_kind``      ``"images"`` (batches ``{"image"}``) or ``"unpaired"``         yes
-                   (``{"x", "y"}``, two domains)
-``input_range``    ``"unit"`` ([0, 1]) or ``"symmetric"`` ([−1, 1]): the range    yes
-                   of the images the bodies take and return
-``init``           ``(key, tx, ema_decay=) -> state``: the initial host state;    yes
-                   every player optimises with ``tx`` (built by the runner from
-                   the step count)
-``train_body``     ``(state, batch, key) -> (state, metrics)``; gradients and     yes
-                   metrics ``pmean``-ed (:func:`jaxgen.training.gradient_update`)
-``eval_passes``    ``{name: EvalPass}``: per-example values on the test split;    yes
-                   the runner reports their means as ``eval/<value name>``
-``previews``       ``{name: Preview}``: test images and what the model makes of   no
-                   them, written as image grids at every evaluation
-``samplers``       names of the ways to generate (empty: no ``generate``)         no
-``sample_inputs``  ``(key, n) -> {name: [n, ...]}``: the global noise of ``n``    with
-                   samples, independent of the device count                       samplers
-``sample_body``    ``(sampler) -> body`` mapping ``sample_inputs`` to images      with
-                                                                                  samplers
-``encode_body``    body returning per-example codes ``{name: [b, ...]}``, or None no
-``directions``     translation directions (empty: no ``translate``)               no
-``translate_body`` ``(direction) -> body`` mapping ``{"image"}`` to images        with
-                                                                                  directions
-=================  =============================================================  ==========
+===================  =============================================================  ==========
+member               meaning                                                        needed
+===================  =============================================================  ==========
+``name``             registry name (``jaxgen.families.get(name)``)                 yes
+``Config``           the frozen config dataclass                                    yes
+``data_kind``        ``"images"`` (batches ``{"image"}``) or ``"unpaired"``         yes
+                     (``{"x", "y"}``, two domains)
+``input_range``      ``"unit"`` ([0, 1]) or ``"symmetric"`` ([−1, 1]): the range    yes
+                     of the images the bodies take and return
+``init``             ``(key, tx, ema_decay=) -> state``: the initial host state;    yes
+                     ``tx`` is one optimizer for every player, or ``{player:
+                     optimizer}`` (what ``make_optimizers`` returns)
+``make_optimizers``  ``(optimizer, num_steps) -> tx`` for ``init``, from the run's  no
+                     ``optimizer`` settings and length in steps (called by the
+                     runner); default: one :func:`make_optimizer` for every
+                     player; two-player families: :func:`two_player_optimizers`
+``train_body``       ``(state, batch, key) -> (state, metrics)``; gradients and     yes
+                     metrics ``pmean``-ed (:func:`jaxgen.training.gradient_update`)
+``eval_passes``      ``{name: EvalPass}``: per-example values on the test split;    yes
+                     the runner reports their means as ``eval/<value name>``
+``previews``         ``{name: Preview}``: test images and what the model makes of   no
+                     them, written as image grids at every evaluation
+``samplers``         names of the ways to generate (empty: no ``generate``)         no
+``sample_inputs``    ``(key, n) -> {name: [n, ...]}``: the global noise of ``n``    with
+                     samples, independent of the device count                       samplers
+``sample_body``      ``(sampler) -> body`` mapping ``sample_inputs`` to images      with
+                                                                                    samplers
+``encode_body``      body returning per-example codes ``{name: [b, ...]}``, or None no
+``directions``       translation directions (empty: no ``translate``)               no
+``translate_body``   ``(direction) -> body`` mapping ``{"image"}`` to images        with
+                                                                                    directions
+===================  =============================================================  ==========
 
 Outputs of bodies that return images are *global*: they ``all_gather`` over the data axis.
 """
@@ -44,14 +48,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxgen.training.keys import AXIS
+from jaxgen.training.optim import OptimizerConfig, OptimizerOverrides, make_optimizer
 from jaxgen.validation import check_number
 
 Body = Callable[[Any, Any, jax.Array], Any]
@@ -141,11 +148,16 @@ class Family(abc.ABC):
         self.config = config
         self.image_shape = tuple(image_shape)
 
+    def make_optimizers(self, optimizer: OptimizerConfig, num_steps: int) -> Any:
+        """What :meth:`init` takes as ``tx`` for a run of `num_steps` steps (0: not training):
+        here one optimizer for every player."""
+        return make_optimizer(optimizer, num_steps)
+
     @abc.abstractmethod
-    def init(self, key: jax.Array, tx: optax.GradientTransformation, *,
-             ema_decay: float = 0.0) -> Any:
-        """The initial state on the host; the player that evaluates and samples keeps an EMA
-        of its parameters when ``ema_decay`` > 0."""
+    def init(self, key: jax.Array, tx: Any, *, ema_decay: float = 0.0) -> Any:
+        """The initial state on the host; `tx` is one optimizer for every player or
+        ``{player: optimizer}``. The player that evaluates and samples keeps an EMA of its
+        parameters when ``ema_decay`` > 0."""
 
     @abc.abstractmethod
     def train_body(self, state: Any, batch: Mapping[str, jax.Array], key: jax.Array
@@ -188,3 +200,35 @@ def image_axes(x: jax.Array) -> tuple[int, int, int]:
 
 def mean_over_pixels(x: jax.Array) -> jax.Array:
     return jnp.mean(x, axis=image_axes(x))
+
+
+def player_optimizer(tx: Any, player: str) -> optax.GradientTransformation:
+    """`player`'s optimizer from the ``tx`` that :meth:`Family.init` takes: ``tx[player]``
+    for a mapping, else ``tx`` itself (one optimizer for every player)."""
+    return tx[player] if isinstance(tx, Mapping) else tx
+
+
+def two_player_optimizers(optimizer: OptimizerConfig, d_optimizer: OptimizerOverrides,
+                          num_steps: int, *, d_updates_per_step: int = 1
+                          ) -> dict[str, optax.GradientTransformation]:
+    """The optimizers of a two-player game, ``{"generator": …, "discriminator": …}``.
+
+    The generator player optimises with the run's settings (`optimizer`), the discriminator
+    player with them as its ``d_optimizer`` section overrides them. The discriminator's
+    schedule counts the run's steps although it is updated `d_updates_per_step` times a step:
+    at step ``s`` both players' rates are their schedules at ``s``.
+    """
+    return {"generator": make_optimizer(optimizer, num_steps),
+            "discriminator": make_optimizer(d_optimizer.apply(optimizer), num_steps,
+                                            updates_per_step=d_updates_per_step,
+                                            section="d_optimizer")}
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames="train")
+def init_variables(module: nn.Module, key: jax.Array, *inputs: jax.Array,
+                   train: bool | None = None) -> dict[str, Any]:
+    """``module.init(key, *inputs)`` (with ``train=train`` when given), compiled once per
+    module and input shapes: modules compare by their attributes, so the compiled init is
+    reused across calls and family objects instead of traced anew each time."""
+    kwargs = {} if train is None else {"train": train}
+    return dict(module.init(key, *inputs, **kwargs))

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen.families.base import EvalPass, Family, gather
+from jaxgen.families.base import EvalPass, Family, gather, init_variables
 from jaxgen.models.classifier import Classifier as ClassifierModule
 from jaxgen.training import AXIS, LossOutput, TrainState, gradient_update
 from jaxgen.training.keys import split_named
@@ -89,8 +89,7 @@ class Classifier(Family):
     def init(self, key, tx, *, ema_decay=0.0):
         x = jnp.zeros((2, *self.image_shape), jnp.float32)
         # Init unmapped (axis_name None): the variables are the same, no collective is needed.
-        unmapped = self.model.clone(axis_name=None)
-        variables = dict(jax.jit(lambda k: unmapped.init(k, x, train=False))(key))
+        variables = init_variables(self.model.clone(axis_name=None), key, x, train=False)
         return TrainState.create(apply_fn=self.model.apply, params=variables.pop("params"),
                                  model_state=variables, tx=tx, ema_decay=ema_decay)
 
@@ -101,7 +100,7 @@ class Classifier(Family):
 
         def loss_fn(params):
             logits, updates = self.model.apply(
-                {"params": params, **state.model_state}, batch["image"], train=True,
+                state.variables(params), batch["image"], train=True,
                 mutable=["batch_stats"], rngs={"dropout": keys["dropout"]})
             ce = cross_entropy(logits, labels).mean()
             return LossOutput(loss=ce, metrics={"loss": ce,
@@ -114,8 +113,8 @@ class Classifier(Family):
     def apply_eval(self, state, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(logits [b, C], features [b, feature_dim])`` in eval mode (running statistics,
         no dropout)."""
-        return self.model.apply({"params": state.eval_params, **state.model_state}, images,
-                                train=False, return_features=True)
+        return self.model.apply(state.variables(state.eval_params), images, train=False,
+                                return_features=True)
 
     def _test(self, state, batch, key):
         logits, _ = self.apply_eval(state, batch["image"])

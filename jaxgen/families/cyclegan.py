@@ -8,7 +8,8 @@ both generators (one optimizer over G and F) on
 
 then both discriminators (one optimizer over D_X and D_Y) on ½[LS(D(real), 1) + LS(D(fake), 0)],
 where the fakes come from a history pool of past generated images shared by all devices.
-Images are in [−1, 1].
+The generators optimise with the run's ``optimizer`` section, the discriminators with it as
+the ``d_optimizer`` section overrides it. Images are in [−1, 1].
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ from jaxgen.families.base import (
     Preview,
     TranslateConfig,
     gather,
+    init_variables,
     mean_over_pixels,
+    player_optimizer,
+    two_player_optimizers,
 )
 from jaxgen.math import adversarial, cycle
 from jaxgen.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from jaxgen.training import AXIS, LossOutput, TrainState, TwoPlayerState, gradient_update
 from jaxgen.training.history_pool import HistoryPool, query
 from jaxgen.training.keys import split_named
+from jaxgen.training.optim import OptimizerOverrides
 from jaxgen.validation import check_choice, check_number
 
 # direction -> (the generator that maps it, the one that maps back)
@@ -139,9 +144,11 @@ class CycleGANConfig:
     model: CycleGANModel = CycleGANModel()
     loss: CycleGANLoss = CycleGANLoss()
     translate: TranslateConfig = TranslateConfig()
+    d_optimizer: OptimizerOverrides = OptimizerOverrides()  # D's departures from `optimizer`
 
     def __post_init__(self):
         check_choice("translate.direction", self.translate.direction, tuple(DIRECTIONS))
+        self.d_optimizer.check("d_optimizer")
 
 
 class CycleGAN(Family):
@@ -163,19 +170,24 @@ class CycleGAN(Family):
                                         cycle_weight=config.loss.cycle_weight,
                                         identity_weight=config.loss.identity_weight)
 
+    def make_optimizers(self, optimizer, num_steps):
+        return two_player_optimizers(optimizer, self.config.d_optimizer, num_steps)
+
     def init(self, key, tx, *, ema_decay=0.0):
         keys = split_named(key, ("G", "F", "D_X", "D_Y"))
         x = jnp.zeros((1, *self.image_shape), jnp.float32)
-        g_init, d_init = jax.jit(self.generator.init), jax.jit(self.discriminator.init)
-        g_params = {n: g_init(keys[n], x)["params"] for n in ("G", "F")}
-        d_params = {n: d_init(keys[n], x)["params"] for n in ("D_X", "D_Y")}
+        g_params = {n: init_variables(self.generator, keys[n], x)["params"] for n in ("G", "F")}
+        d_params = {n: init_variables(self.discriminator, keys[n], x)["params"]
+                    for n in ("D_X", "D_Y")}
         pool = HistoryPool.create(pool_size=self.config.loss.pool_size,
                                   image_shape=self.image_shape, dtype=jnp.float32)
         return TwoPlayerState.create(
-            generator=TrainState.create(apply_fn=self.generator.apply, params=g_params, tx=tx,
+            generator=TrainState.create(apply_fn=self.generator.apply, params=g_params,
+                                        tx=player_optimizer(tx, "generator"),
                                         ema_decay=ema_decay),
             discriminator=TrainState.create(apply_fn=self.discriminator.apply,
-                                            params=d_params, tx=tx),
+                                            params=d_params,
+                                            tx=player_optimizer(tx, "discriminator")),
             extras={"x": pool, "y": pool})
 
     def train_body(self, state, batch, key):

@@ -13,7 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxgen.families.base import EvalPass, Family, SamplingConfig, gather
+from jaxgen.families.base import EvalPass, Family, SamplingConfig, gather, init_variables
 from jaxgen.math import diffusion
 from jaxgen.math.diffusion.reverse import VARIANCE_KINDS
 from jaxgen.math.diffusion.schedules import SCHEDULE_KINDS
@@ -136,7 +136,7 @@ class Diffusion(Family):
     def init(self, key, tx, *, ema_decay=0.0):
         x = jnp.zeros((1, *self.image_shape), jnp.float32)
         t = jnp.zeros((1,), jnp.int32)
-        params = jax.jit(lambda k: self.model.init(k, x, t, train=False))(key)["params"]
+        params = init_variables(self.model, key, x, t, train=False)["params"]
         return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
                                  ema_decay=ema_decay)
 

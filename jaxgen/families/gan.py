@@ -1,7 +1,10 @@
 """GANs (DCGAN) as a family, and the two-player step usable on its own.
 
 Each training step updates the discriminator ``d_steps`` times, then the generator once, each
-player with its own optimizer (Radford et al. 2016, arXiv:1511.06434). The losses come from
+player with its own optimizer (Radford et al. 2016, arXiv:1511.06434): the run's ``optimizer``
+section, which the ``d_optimizer`` section overrides for D (e.g. the two time-scale rates of
+Heusel et al. 2017, arXiv:1706.08500). Both schedules count the run's steps, so D's rate at
+step ``s`` is its schedule at ``s`` whatever ``d_steps`` is. The losses come from
 :mod:`jaxgen.math.adversarial` (``loss.kind``; the non-saturating generator loss by default),
 optionally with the R1 penalty (Mescheder et al. 2018, arXiv:1801.04406). BatchNorm normalises
 over the *global* batch (``axis_name="data"``), so any number of devices computes what one
@@ -15,7 +18,15 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxgen.families.base import EvalPass, Family, SamplingConfig, gather
+from jaxgen.families.base import (
+    EvalPass,
+    Family,
+    SamplingConfig,
+    gather,
+    init_variables,
+    player_optimizer,
+    two_player_optimizers,
+)
 from jaxgen.math import adversarial
 from jaxgen.models.dcgan import Discriminator, Generator
 from jaxgen.training import (
@@ -27,6 +38,7 @@ from jaxgen.training import (
     per_example_keys,
 )
 from jaxgen.training.keys import split_named
+from jaxgen.training.optim import OptimizerOverrides
 from jaxgen.validation import check_choice, check_number
 
 # Losses whose discriminator output is a logit of P(real); the others output raw scores.
@@ -39,6 +51,12 @@ def latents(key: jax.Array, batch: int, latent_dim: int) -> jax.Array:
     return jax.vmap(lambda k: jax.random.normal(k, (latent_dim,)))(per_example_keys(key, batch))
 
 
+def discriminator_score(loss_kind: str, outputs: jax.Array) -> jax.Array:
+    """What D's outputs say about its inputs, for the metrics: P(real) = σ(logit) under the
+    logit losses (:data:`LOGIT_LOSSES`), the raw score under the others."""
+    return jax.nn.sigmoid(outputs) if loss_kind in LOGIT_LOSSES else outputs
+
+
 def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
                     loss_kind: str = "non_saturating", r1_weight: float = 0.0,
                     d_steps: int = 1):
@@ -48,65 +66,79 @@ def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
     The networks must be built with ``axis_name="data"`` so BatchNorm's batch statistics span
     every device. Each D update draws fresh fakes (G in train mode, its running statistics
     updated as in the reference); the G update draws its own fakes and scores them with the
-    updated D, whose running statistics it does not change.
+    updated D, whose running statistics it does not change. Several D updates are one
+    ``lax.scan`` (compiled once, whatever ``d_steps``); D's metrics are its last update's.
 
     Args:
       generator, discriminator: the DCGAN networks.
       loss_kind: one of :data:`jaxgen.math.adversarial.GAN_LOSS_KINDS`.
       r1_weight: γ of the R1 penalty (γ/2)·‖∇D(x)‖² on real data; 0 disables it.
-      d_steps: discriminator updates per generator update.
+      d_steps: discriminator updates per generator update (give D's optimizer
+        ``updates_per_step=d_steps`` so that its schedule counts steps, as
+        :func:`jaxgen.families.base.two_player_optimizers` does).
     """
     d_loss_fn, g_loss_fn = adversarial.get_gan_losses(loss_kind)
-    score = jax.nn.sigmoid if loss_kind in LOGIT_LOSSES else (lambda s: s)
 
     def generate(g: TrainState, params, z):
-        fake, updates = generator.apply({"params": params, **g.model_state}, z, train=True,
-                                        mutable=["batch_stats"])
-        return fake, updates
+        """G in train mode: ``(images, G's updated batch statistics)``."""
+        return generator.apply(g.variables(params), z, train=True, mutable=["batch_stats"])
 
-    def discriminate(params, model_state, x):
-        logits, updates = discriminator.apply({"params": params, **model_state}, x, train=True,
-                                              mutable=["batch_stats"])
-        return logits, updates
+    def discriminate(d: TrainState, params, x):
+        """D in train mode: ``(outputs, D's updated batch statistics)``."""
+        return discriminator.apply(d.variables(params), x, train=True, mutable=["batch_stats"])
+
+    def d_loss(d: TrainState, real, fake):
+        def loss_fn(params):
+            # Real and fake pass separately, each normalised by its own batch statistics, as
+            # in the DCGAN reference; the running statistics go through both passes.
+            real_out, stats = discriminate(d, params, real)
+            fake_out, stats = discriminate(d.replace(model_state=stats), params, fake)
+            loss = d_loss_fn(real_out, fake_out)
+            metrics = {"d_loss": loss.mean(),
+                       "d_real": discriminator_score(loss_kind, real_out).mean(),
+                       "d_fake": discriminator_score(loss_kind, fake_out).mean()}
+            if r1_weight > 0:
+                # Per-example input gradients need per-example outputs: use the running
+                # statistics, since batch statistics would couple the examples.
+                r1 = adversarial.r1_penalty(
+                    lambda x: discriminator.apply(d.variables(params), x, train=False), real)
+                metrics["r1"] = r1.mean()
+                loss = loss + 0.5 * r1_weight * r1
+            return LossOutput(loss=loss.mean(), metrics=metrics, model_state=stats)
+
+        return loss_fn
+
+    def g_loss(g: TrainState, d: TrainState, z):
+        def loss_fn(params):
+            fake, g_stats = generate(g, params, z)
+            fake_out, _ = discriminate(d, d.params, fake)  # D's running statistics unchanged
+            loss = g_loss_fn(fake_out).mean()
+            return LossOutput(loss=loss, metrics={"g_loss": loss}, model_state=g_stats)
+
+        return loss_fn
 
     def step(state: TwoPlayerState, batch, key):
         real = batch["image"]
         b = real.shape[0]
         keys = split_named(key, ("d_z", "g_z"))
-        g, d = state.generator, state.discriminator
-        d_metrics = {}
-        for i in range(d_steps):
+
+        def d_update(players, i):
+            """The i-th D update on fresh fakes; G ran in train mode, as in the reference."""
+            g, d = players
             z = latents(jax.random.fold_in(keys["d_z"], i), b, generator.latent_dim)
-            fake, g_updates = generate(g, g.params, z)
-            fake = jax.lax.stop_gradient(fake)
-            g = g.replace(model_state=g_updates)  # G ran in train mode, as in the reference
+            fake, g_stats = generate(g, g.params, z)
+            d, metrics, _ = gradient_update(d, d_loss(d, real, jax.lax.stop_gradient(fake)),
+                                            name="d")
+            return (g.replace(model_state=g_stats), d), metrics
 
-            def d_loss(params, d=d, fake=fake):
-                # Real and fake pass separately, each normalised by its own batch statistics,
-                # as in the DCGAN reference.
-                real_logits, stats = discriminate(params, d.model_state, real)
-                fake_logits, stats = discriminate(params, stats, fake)
-                loss = d_loss_fn(real_logits, fake_logits)
-                metrics = {"d_loss": loss.mean(), "d_real": score(real_logits).mean(),
-                           "d_fake": score(fake_logits).mean()}
-                if r1_weight > 0:
-                    # Per-example input gradients need per-example outputs: use the running
-                    # statistics, since batch statistics would couple the examples.
-                    r1 = adversarial.r1_penalty(lambda x: discriminator.apply(
-                        {"params": params, **d.model_state}, x, train=False), real)
-                    metrics["r1"] = r1.mean()
-                    loss = loss + 0.5 * r1_weight * r1
-                return LossOutput(loss=loss.mean(), metrics=metrics, model_state=stats)
-
-            d, d_metrics, _ = gradient_update(d, d_loss, name="d")
-
-        def g_loss(params):
-            fake, g_updates = generate(g, params, latents(keys["g_z"], b, generator.latent_dim))
-            fake_logits, _ = discriminate(d.params, d.model_state, fake)  # D's stats unchanged
-            loss = g_loss_fn(fake_logits).mean()
-            return LossOutput(loss=loss, metrics={"g_loss": loss}, model_state=g_updates)
-
-        g, g_metrics, _ = gradient_update(g, g_loss, name="g")
+        players = (state.generator, state.discriminator)
+        if d_steps == 1:  # no loop in the common case: XLA fuses across the whole step
+            (g, d), d_metrics = d_update(players, 0)
+        else:  # one compiled update, looped
+            (g, d), d_metrics = jax.lax.scan(d_update, players, jnp.arange(d_steps))
+            d_metrics = jax.tree.map(lambda m: m[-1], d_metrics)
+        z = latents(keys["g_z"], b, generator.latent_dim)
+        g, g_metrics, _ = gradient_update(g, g_loss(g, d, z), name="g")
         new = state.replace(step=state.step + 1, generator=g, discriminator=d)
         return new, {**d_metrics, **g_metrics}
 
@@ -141,6 +173,10 @@ class GANConfig:
     model: GANModel = GANModel()
     loss: GANLoss = GANLoss()
     sampling: SamplingConfig = SamplingConfig()
+    d_optimizer: OptimizerOverrides = OptimizerOverrides()  # D's departures from `optimizer`
+
+    def __post_init__(self):
+        self.d_optimizer.check("d_optimizer")
 
 
 class GAN(Family):
@@ -163,20 +199,27 @@ class GAN(Family):
                                      r1_weight=config.loss.r1_weight,
                                      d_steps=config.loss.d_steps)
 
+    def make_optimizers(self, optimizer, num_steps):
+        return two_player_optimizers(optimizer, self.config.d_optimizer, num_steps,
+                                     d_updates_per_step=self.config.loss.d_steps)
+
     def init(self, key, tx, *, ema_decay=0.0):
         keys = split_named(key, ("g", "d"))
-        # Init unmapped (axis_name None): the variables are the same, no collective is needed.
-        g0 = self.generator.clone(axis_name=None)
-        d0 = self.discriminator.clone(axis_name=None)
         z = jnp.zeros((2, self.config.model.latent_dim), jnp.float32)
         x = jnp.zeros((2, *self.image_shape), jnp.float32)
-        g_vars = dict(jax.jit(lambda k: g0.init(k, z, train=False))(keys["g"]))
-        d_vars = dict(jax.jit(lambda k: d0.init(k, x, train=False))(keys["d"]))
-        player = lambda model, v, **kw: TrainState.create(  # noqa: E731
-            apply_fn=model.apply, params=v.pop("params"), model_state=v, tx=tx, **kw)
+        # Init unmapped (axis_name None): the variables are the same, no collective is needed.
+        g_vars = init_variables(self.generator.clone(axis_name=None), keys["g"], z, train=False)
+        d_vars = init_variables(self.discriminator.clone(axis_name=None), keys["d"], x,
+                                train=False)
+
+        def player(name, model, variables, **kwargs):
+            return TrainState.create(apply_fn=model.apply, params=variables.pop("params"),
+                                     model_state=variables, tx=player_optimizer(tx, name),
+                                     **kwargs)
+
         return TwoPlayerState.create(
-            generator=player(self.generator, g_vars, ema_decay=ema_decay),
-            discriminator=player(self.discriminator, d_vars))
+            generator=player("generator", self.generator, g_vars, ema_decay=ema_decay),
+            discriminator=player("discriminator", self.discriminator, d_vars))
 
     def train_body(self, state, batch, key):
         return self._step(state, batch, key)
@@ -184,16 +227,19 @@ class GAN(Family):
     def _test(self, state, batch, key):
         """D on real test images and on as many fresh fakes (both players in eval mode)."""
         g, d = state.generator, state.discriminator
+        kind = self.config.loss.kind
         real = batch["image"]
         z = latents(key, real.shape[0], self.config.model.latent_dim)
-        fake = self.generator.apply({"params": g.eval_params, **g.model_state}, z, train=False)
-        disc = lambda x: self.discriminator.apply(  # noqa: E731
-            {"params": d.params, **d.model_state}, x, train=False)
-        real_logits, fake_logits = disc(real), disc(fake)
-        d_loss_fn, g_loss_fn = adversarial.get_gan_losses(self.config.loss.kind)
-        score = jax.nn.sigmoid if self.config.loss.kind in LOGIT_LOSSES else (lambda s: s)
-        return {"d_loss": d_loss_fn(real_logits, fake_logits), "g_loss": g_loss_fn(fake_logits),
-                "d_real": score(real_logits), "d_fake": score(fake_logits)}
+        fake = self.generator.apply(g.variables(g.eval_params), z, train=False)
+
+        def discriminate(x):
+            return self.discriminator.apply(d.variables(), x, train=False)
+
+        real_out, fake_out = discriminate(real), discriminate(fake)
+        d_loss_fn, g_loss_fn = adversarial.get_gan_losses(kind)
+        return {"d_loss": d_loss_fn(real_out, fake_out), "g_loss": g_loss_fn(fake_out),
+                "d_real": discriminator_score(kind, real_out),
+                "d_fake": discriminator_score(kind, fake_out)}
 
     def eval_passes(self):
         return {"test": EvalPass(self._test, ("d_loss", "g_loss", "d_real", "d_fake"))}
@@ -206,7 +252,7 @@ class GAN(Family):
 
         def sample(state, batch, key):
             g = state.generator
-            return gather(self.generator.apply({"params": g.eval_params, **g.model_state},
-                                               batch["z"], train=False))
+            return gather(self.generator.apply(g.variables(g.eval_params), batch["z"],
+                                               train=False))
 
         return sample

@@ -5,6 +5,7 @@ from jaxgen.training.history_pool import HistoryPool
 from jaxgen.training.keys import AXIS, device_key, per_example_keys, split_named, step_key
 from jaxgen.training.loop import NonFiniteLossError, fit
 from jaxgen.training.metrics import MetricWriter, image_grid
+from jaxgen.training.optim import OptimizerConfig, OptimizerOverrides, make_optimizer
 from jaxgen.training.parallel import MODES, DataParallel, RetraceError, with_step_key
 from jaxgen.training.state import TrainState, TwoPlayerState
 from jaxgen.training.step import LossOutput, gradient_update
@@ -19,6 +20,8 @@ __all__ = [
     "LossOutput",
     "MetricWriter",
     "NonFiniteLossError",
+    "OptimizerConfig",
+    "OptimizerOverrides",
     "RetraceError",
     "TrainState",
     "TwoPlayerState",
@@ -26,6 +29,7 @@ __all__ = [
     "fit",
     "gradient_update",
     "image_grid",
+    "make_optimizer",
     "per_example_keys",
     "split_named",
     "step_key",

@@ -40,10 +40,14 @@ class TrainState(train_state.TrainState):
         # An array, as a restored checkpoint holds it: the compiled step sees one signature.
         return state.replace(step=jnp.zeros((), jnp.int32))
 
-    @property
-    def variables(self) -> dict[str, Any]:
-        """``{"params": params, **model_state}``, the variables ``apply_fn`` takes."""
-        return {"params": self.params, **self.model_state}
+    def variables(self, params: Any = None) -> dict[str, Any]:
+        """The variables ``apply_fn`` takes: ``{"params": params, **model_state}``.
+
+        Args:
+          params: the parameters to apply with (e.g. the ones being differentiated, or
+            ``eval_params``); None: the state's own.
+        """
+        return {"params": self.params if params is None else params, **self.model_state}
 
     @property
     def eval_params(self) -> Any:

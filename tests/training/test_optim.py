@@ -1,5 +1,7 @@
 """The learning-rate schedules and the optimizer built from the step count."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,12 @@ import optax
 import pytest
 
 from jaxgen.training import TrainState, gradient_update
-from jaxgen.training.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jaxgen.training.optim import (
+    OptimizerConfig,
+    OptimizerOverrides,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from jaxgen.validation import ConfigError
 
 
@@ -61,3 +68,43 @@ def test_ema_follows_its_formula():
         ema = 0.9 * ema + 0.1 * np.asarray(state.params["w"])
         np.testing.assert_allclose(state.ema_params["w"], ema, rtol=1e-6)
     assert state.eval_params is state.ema_params
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_schedule_counts_steps_for_a_player_updated_k_times_a_step(k):
+    """Every one of the k updates of step s applies schedule(s), the run's step."""
+    cfg = OptimizerConfig(learning_rate=1.0, warmup_steps=2, schedule="linear_decay",
+                          decay_fraction=0.5)
+    tx = make_optimizer(cfg, num_steps=6, updates_per_step=k)
+    params = {"w": jnp.ones(3)}
+    opt_state, applied = tx.init(params), []
+    for _ in range(6 * k):
+        _, opt_state = tx.update({"w": jnp.ones(3)}, opt_state, params)
+        applied.append(float(opt_state.hyperparams["learning_rate"]))
+    per_step = [0.0, 0.5, 1.0, 1.0, 2 / 3, 1 / 3]  # warmup 2, decay over the last 3 of 6
+    np.testing.assert_allclose(applied, np.repeat(per_step, k), rtol=1e-6, atol=1e-12)
+    with pytest.raises(ConfigError, match="updates_per_step=0"):
+        make_optimizer(cfg, num_steps=6, updates_per_step=0)
+
+
+def test_overrides_replace_only_the_values_they_set():
+    run = OptimizerConfig(learning_rate=1e-4, b1=0.5, schedule="linear_decay", ema_decay=0.9)
+    mine = OptimizerOverrides(learning_rate=4e-4, b2=0.9).apply(run)
+    assert mine == OptimizerConfig(learning_rate=4e-4, b1=0.5, b2=0.9, schedule="linear_decay",
+                                   ema_decay=0.9)
+    assert OptimizerOverrides().apply(run) == run
+    assert not hasattr(OptimizerOverrides(), "ema_decay")  # only the run's player keeps an EMA
+
+
+def test_overrides_are_validated_under_their_section_name():
+    OptimizerOverrides(b1=0.0, warmup_steps=3, schedule="constant").check("d_optimizer")
+    for bad, message in ((dict(learning_rate=0.0), "d_optimizer.learning_rate=0.0"),
+                         (dict(b1=1.0), "d_optimizer.b1=1.0"),
+                         (dict(warmup_steps=1.5), "d_optimizer.warmup_steps=1.5"),
+                         (dict(schedule="cos"), "d_optimizer.schedule='cos'")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            OptimizerOverrides(**bad).check("d_optimizer")
+    overlapping = OptimizerOverrides(warmup_steps=150).apply(
+        OptimizerConfig(schedule="linear_decay"))
+    with pytest.raises(ConfigError, match="d_optimizer.warmup_steps=150 overlaps"):
+        make_optimizer(overlapping, num_steps=200, section="d_optimizer")
