@@ -85,7 +85,7 @@ def make_reuse_body(family: GAN):
         g_grads = jax.lax.pmean(g_grads, AXIS)
         g = g.apply_gradients(grads=g_grads).replace(model_state=g_updates)
         g_metrics = {"g_loss": jax.lax.pmean(g_loss, AXIS),
-                     "g_grad_norm": optax.global_norm(g_grads)}
+                     "g_grad_norm": optax.tree.norm(g_grads)}
         lr = learning_rate(g.opt_state)
         if lr is not None:
             g_metrics["g_learning_rate"] = lr

@@ -199,7 +199,7 @@ def benchmark_sampling(b: Built, device_state, args) -> dict[str, Any]:
     batch = b.parallel.shard_batch({k: v[:local] for k, v in inputs.items()})
     out = {}
     for sampler in family.samplers:
-        fn = b.runner.compiled(f"sample_{sampler}", family.sample_body(sampler))
+        fn = b.runner.compiled(f"sample_{sampler}", family.sample_body(sampler), per_example=True)
         t0 = time.perf_counter()
         compiled = fn.lower(device_state, batch, b.key).compile()
         compile_s = time.perf_counter() - t0

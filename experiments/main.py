@@ -196,6 +196,10 @@ def main(argv):
             print(f"{k}: {summary[k]}")
         if _MODE.value == "train":
             print(f"outputs in {_WORKDIR.value}: checkpoints/, tensorboard/, images/, *.json")
+        elif _MODE.value == "evaluate":
+            out = _OUTPUT_DIR.value or _WORKDIR.value
+            print(f"eval_summary: {os.path.join(out, 'eval_summary.json')}; grids in "
+                  f"{os.path.join(out, 'images')}")
 
 
 def _exit(code: int, multi: bool) -> None:

@@ -35,7 +35,6 @@ README.md. The classifier must be trained first (``experiments/configs/classifie
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import sys
@@ -48,6 +47,7 @@ from experiments import errors
 from experiments import features as features_lib
 from experiments import runner as runner_lib
 from experiments import workdir as workdir_lib
+from jaxgen.data import pipeline
 from jaxgen.data.datasets import ImageData
 from jaxgen.evaluation import diversity, metrics, probe
 from jaxgen.training.metrics import write_json
@@ -120,9 +120,6 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
     its codes' linear probe, or one row per translation direction."""
     run_settings, family_config, record = features_lib.read_settings(workdir)
     summary = workdir_lib.read_json(workdir, "summary.json") or {}
-    # No grids: evaluation here only reads the workdir.
-    run_settings = dataclasses.replace(
-        run_settings, eval=dataclasses.replace(run_settings.eval, num_images=0))
     r = runner_lib.Runner(run_settings, family_config, workdir, read_only=True)
     started = time.perf_counter()
     try:
@@ -224,7 +221,7 @@ def translation_rows(r, device_state, extractor, run_row: dict) -> list[dict]:
 def reference_row(extractor, test_features, *, num_samples: int) -> dict:
     train = real_images(extractor, "train")
     held_out = train[-min(num_samples, len(train)):]
-    feats, probs = extractor(held_out.astype(np.float32) / 255.0, "unit")
+    feats, probs = extractor(pipeline.to_range(held_out, "unit"), "unit")
     return {"name": "real data (train slice vs test)", "family": "data",
             "workdir": "", "step": None, "train_wall_time_s": None,
             "metrics": sample_quality(test_features, feats, probs)}
@@ -310,7 +307,7 @@ def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir=features_lib.DEFAULT_WO
     previous = _previous_report(output_dir, extractor, num_samples, eval_examples) if merge \
         else None
     test = real_images(extractor, "test")
-    test_features, _ = extractor(test.astype(np.float32) / 255.0, "unit")
+    test_features, _ = extractor(pipeline.to_range(test, "unit"), "unit")
     rows = [previous["rows"][0] if previous else
             reference_row(extractor, test_features, num_samples=num_samples)]
     for w in workdirs:

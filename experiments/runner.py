@@ -29,7 +29,7 @@ from experiments.workdir import (
 from jaxgen import families
 from jaxgen.data import image_io
 from jaxgen.data.datasets import KINDS
-from jaxgen.families.base import gather, to_unit
+from jaxgen.families.base import to_unit
 from jaxgen.training import Checkpointer, DataParallel, MetricWriter, fit, split_named
 from jaxgen.training.collect import (
     map_in_chunks,
@@ -81,7 +81,7 @@ class Runner:
         t = settings.train
         self.checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                                          every_steps=t.checkpoint_every, keep=t.keep_checkpoints,
-                                         read_only=read_only)
+                                         read_only=read_only, asynchronous=t.async_checkpoints)
         self._compiled: dict[str, Any] = {}
 
     def close(self) -> None:
@@ -90,10 +90,17 @@ class Runner:
 
     # --- building blocks ---------------------------------------------------------------
 
-    def compiled(self, name: str, body, *, donate: bool = False):
+    def compiled(self, name: str, body, *, donate: bool = False, per_example: bool = False):
+        """`body` compiled for all devices, once per run: later calls with the same `name`
+        return the first compilation (bodies are rebuilt by the family on every call, so the
+        name is the key). A name given another function is an error, not a stale body."""
+        code = _function_identity(body)
         if name not in self._compiled:
-            self._compiled[name] = self.parallel.compile(body, donate_state=donate)
-        return self._compiled[name]
+            self._compiled[name] = (code, self.parallel.compile(
+                body, donate_state=donate, per_example=per_example))
+        elif self._compiled[name][0] != code:
+            raise ValueError(f"compiled({name!r}) was called with two different bodies.")
+        return self._compiled[name][1]
 
     def initial_state(self, num_steps: int = 0):
         """The family's initial state, its optimizers built for a run of `num_steps`."""
@@ -101,10 +108,16 @@ class Runner:
         return self.family.init(self.keys["init"], self.family.make_optimizers(o, num_steps),
                                 ema_decay=o.ema_decay)
 
+    def abstract_state(self, num_steps: int = 0):
+        """The shapes and dtypes of :meth:`initial_state`, computed without building it (a
+        checkpoint's restore target)."""
+        return jax.eval_shape(lambda: self.initial_state(num_steps))
+
     def restore(self):
-        """The latest checkpoint, on the devices, and its step."""
-        state = self.checkpointer.restore(self.initial_state())
-        return self.parallel.replicate(state), int(jax.device_get(state.step))
+        """The latest checkpoint, read straight onto the devices, and its step."""
+        target = self.parallel.restore_target(self.abstract_state())
+        state = self.parallel.placed(self.checkpointer.restore(target))
+        return state, int(jax.device_get(self.parallel.fetch(state.step)))
 
     def restore_for_output(self):
         """:meth:`restore`, then check that a reader's mode can write its files (after the
@@ -120,8 +133,8 @@ class Runner:
     def evaluate(self, device_state, step: int, *,
                  max_examples: int | None = None) -> dict[str, float]:
         """Every eval pass's means (``eval/*``), their standard errors (``eval/*_se``) and
-        example counts, plus the image grids. `max_examples` overrides every pass's own
-        (0: the whole test split)."""
+        example counts. `max_examples` overrides every pass's own (0: the whole test
+        split)."""
         e, metrics = self.settings.eval, {}
         for i, (name, p) in enumerate(sorted(self.family.eval_passes().items())):
             batches, _ = self.data.eval_batches(
@@ -136,6 +149,11 @@ class Runner:
             metrics.update({f"eval/{k}": v for k, v in means.items()})
             metrics.update({f"eval/{k}_se": v for k, v in ses.items()})
             metrics[f"eval/{name}_num_examples"] = float(count)
+        return metrics
+
+    def evaluate_and_write_grids(self, device_state, step: int) -> dict[str, float]:
+        """:meth:`evaluate`, then the image grids (what a run does at each evaluation)."""
+        metrics = self.evaluate(device_state, step)
         self.write_grids(device_state, step)
         return metrics
 
@@ -147,7 +165,8 @@ class Runner:
         inputs = [self.family.sample_inputs(jax.random.fold_in(keys["inputs"], i), chunk)
                   for i in range(-(-num // chunk))]
         inputs = jax.tree.map(lambda *xs: np.concatenate(xs)[:num], *inputs)
-        step = self.compiled(f"sample_{sampler}", self.family.sample_body(sampler))
+        step = self.compiled(f"sample_{sampler}", self.family.sample_body(sampler),
+                             per_example=True)
         return map_in_chunks(step, device_state, inputs, chunk=chunk, parallel=self.parallel,
                              key=keys["noise"])
 
@@ -162,7 +181,8 @@ class Runner:
         for name, p in self.family.previews().items():
             x = self.data.examples(p.domain, n)
             chunk = self.parallel.num_devices * -(-len(x) // self.parallel.num_devices)
-            rows = map_in_chunks(self.compiled(f"preview_{name}", p.body), device_state,
+            rows = map_in_chunks(self.compiled(f"preview_{name}", p.body, per_example=True),
+                                 device_state,
                                  {"image": x}, chunk=chunk, parallel=self.parallel,
                                  key=self.keys["preview"])
             k = rows.shape[1]
@@ -196,13 +216,16 @@ class Runner:
         num_steps = t.num_steps or t.num_epochs * loader.steps_per_epoch
         self.check_eval_settings()
         previous = read_json(self.workdir, "summary.json")
-        finished = self.checkpointer.latest_step() == num_steps
+        latest = self.checkpointer.latest_step()  # stays so: this trainer holds the lock
+        finished = latest == num_steps
         step = self.compiled("train", with_step_key(self.family.train_body), donate=True)
+        resuming = latest is not None
         state, train_metrics, final = fit(
-            state=self.initial_state(num_steps), train_step=step, batch_for_step=loader.batch,
+            state=self.abstract_state(num_steps) if resuming else self.initial_state(num_steps),
+            train_step=step, batch_for_step=loader.batch,
             parallel=self.parallel, train_key=self.keys["train"], num_steps=num_steps,
             checkpointer=self.checkpointer, writer=self.writer, log_every=t.log_every,
-            eval_every=t.eval_every, evaluate=self.evaluate, progress=t.progress,
+            eval_every=t.eval_every, evaluate=self.evaluate_and_write_grids, progress=t.progress,
             # Recorded once the state is restored or initialised: a start that fails (bad
             # settings, a checkpoint of another model) leaves the workdir's record as it was.
             on_start=(lambda: write_config(self.workdir, record)) if record_on_start else None)
@@ -224,10 +247,8 @@ class Runner:
 
     def evaluate_latest(self) -> dict:
         device_state, step = self.restore_for_output()
-        metrics = {**self.evaluate(device_state, step), "step": step}
-        out = self.write_json("eval_summary.json", metrics)
-        if out:
-            metrics["eval_summary"] = out
+        metrics = {**self.evaluate_and_write_grids(device_state, step), "step": step}
+        self.write_json("eval_summary.json", metrics)
         check_finite(metrics, "evaluation")
         return metrics
 
@@ -268,7 +289,7 @@ class Runner:
         body = self.family.encode_body
 
         def encode_step(state, batch, key):
-            extra = {k: gather(batch[k]) for k in ("mask", "label") if k in batch}
+            extra = {k: batch[k] for k in ("mask", "label") if k in batch}
             return {**body(state, batch, key), **extra}
 
         batches, _ = self.data.eval_batches(
@@ -276,7 +297,8 @@ class Runner:
             num_local_devices=self.parallel.num_local_devices, what="eval.batch_size")
         parts = []
         for batch in batches:
-            out = self.parallel.fetch(self.compiled("encode", encode_step)(
+            out = self.parallel.fetch_examples(self.compiled("encode", encode_step,
+                                                             per_example=True)(
                 device_state, self.parallel.shard_batch(batch), self.keys["eval"]))
             keep = np.asarray(out.pop("mask")) > 0
             parts.append({k: np.asarray(v)[keep] for k, v in out.items()})
@@ -311,7 +333,8 @@ class Runner:
         size = self.family.config.translate.batch_size
         chunk = self.parallel.num_devices * -(-size // self.parallel.num_devices)
         return map_in_chunks(
-            self.compiled(f"translate_{direction}", self.family.translate_body(direction)),
+            self.compiled(f"translate_{direction}", self.family.translate_body(direction),
+                          per_example=True),
             device_state, {"image": images}, chunk=chunk, parallel=self.parallel,
             key=self.keys["eval"])
 
@@ -340,6 +363,16 @@ def check_separate_folders(input_dir: str, output_dir: str) -> None:
             f"translate.output_dir={output_dir} and translate.input_dir={input_dir} are the "
             f"same folder or one holds the other{resolved}; choose an output folder outside "
             "the input folder (inputs are never overwritten).")
+
+
+def _function_identity(fn, depth: int = 3):
+    """What makes a body the same function across rebuilds: its code and, recursively, the
+    code of the functions it closes over (wrappers such as ``with_step_key`` share theirs)."""
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    inner = tuple(_function_identity(c.cell_contents, depth - 1) for c in cells
+                  if depth > 0 and callable(c.cell_contents))
+    return (code, inner)
 
 
 def supported_modes(family) -> list[str]:

@@ -3,9 +3,10 @@
 Everything below ``experiments/`` takes these dataclasses, never a ``ConfigDict``. A config's
 top-level sections are shared out: ``seed``, ``data``, ``optimizer``, ``train`` and ``eval``
 build the run's :class:`RunSettings`, and every section (``train`` and ``eval`` included) also
-feeds the family's own config dataclass, each taking the keys it declares. A key that nobody
-takes is an error, and every value is validated as the dataclasses are built, before any data
-is read or anything compiled.
+feeds the family's own config dataclass, each taking the keys it declares. Each key has one
+owner (a key declared by two dataclasses is an error), a key that nobody takes is an error,
+and every value is validated as the dataclasses are built, before any data is read or
+anything compiled.
 """
 
 from __future__ import annotations
@@ -63,18 +64,29 @@ def _coerce(value, annotation, key: str):
     return value
 
 
-def build(cls: type, node, used: set[str], prefix: str = ""):
-    """Instantiate dataclass `cls` from the matching keys of `node`; record them in `used`."""
+def build(cls: type, node, used: dict[str, str], prefix: str = "", owner: str = ""):
+    """Instantiate dataclass `cls` from the matching keys of `node`; record in `used` which
+    dataclass took each key.
+
+    Raises:
+      ConfigError: a key is declared by two dataclasses (each key has one owner, so that no
+        setting is read twice with two meanings).
+    """
     hints = typing.get_type_hints(cls)
+    owner = owner or cls.__name__
     kwargs = {}
     for field in dataclasses.fields(cls):
         key, annotation = f"{prefix}{field.name}", hints[field.name]
         if dataclasses.is_dataclass(annotation):
             child = node.get(field.name) if node is not None else None
-            kwargs[field.name] = build(annotation, child, used, key + ".")
-        elif node is not None and field.name in node:
+            kwargs[field.name] = build(annotation, child, used, key + ".", owner)
+            continue
+        if key in used:
+            raise ConfigError(f"{key} is declared by both {used[key]} and {owner}; a setting "
+                              "must have one owner (remove it from one of them).")
+        used[key] = owner
+        if node is not None and field.name in node:
             kwargs[field.name] = _coerce(node[field.name], annotation, key)
-            used.add(key)
     return cls(**kwargs)
 
 
@@ -89,7 +101,7 @@ def from_config_dict(config: ml_collections.ConfigDict) -> tuple[RunSettings, An
         raise ConfigError(f"family={name!r} is not a registered family; choose one of "
                           f"{', '.join(families.names())}.")
     family = families.get(name)
-    used = {"family"}
+    used = {"family": "RunSettings", "seed": "RunSettings"}
     data_cls = KINDS[family.data_kind][0]
     run = RunSettings(
         family=name, seed=config.seed, data=build(data_cls, config.get("data"), used, "data."),
@@ -97,9 +109,8 @@ def from_config_dict(config: ml_collections.ConfigDict) -> tuple[RunSettings, An
         train=build(TrainConfig, config.get("train"), used, "train."),
         eval=build(EvalConfig, config.get("eval"), used, "eval."),
     )
-    used.add("seed")
-    family_config = build(family.Config, config, used)
-    unused = sorted(_leaves(config) - used)
+    family_config = build(family.Config, config, used, owner=family.Config.__name__)
+    unused = sorted(_leaves(config) - used.keys())
     if unused:
         raise ConfigError(f"config keys not used by the {name} family: {', '.join(unused)}; "
                           "remove them or check their spelling and section.")

@@ -22,7 +22,8 @@ from jaxgen.validation import ConfigError
 
 # Settings that may change between the runs of one workdir without changing what it trains.
 MAY_CHANGE = ("train.num_steps", "train.num_epochs", "train.log_every", "train.eval_every",
-              "train.checkpoint_every", "train.keep_checkpoints", "train.progress",
+              "train.checkpoint_every", "train.keep_checkpoints", "train.async_checkpoints",
+              "train.progress",
               "train.parallel", "eval.", "sampling.", "translate.", "data.data_dir",
               "data.local_dir", "data.download", "data.root")
 
@@ -65,7 +66,7 @@ def check_same_settings(record: dict) -> None:
 
 
 # Settings that decide what a checkpoint holds (the arrays of the model and its optimizer).
-STATE_KEYS = ("family", "model.", "optimizer.")
+STATE_KEYS = ("family", "model.", "optimizer.", "d_optimizer.")
 
 
 def config_differences(saved: dict, record: dict, only: tuple[str, ...] = ("",)) -> list[str]:

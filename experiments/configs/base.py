@@ -36,6 +36,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.eval_every = 0  # steps; 0: at the end only
     c.train.checkpoint_every = 1000
     c.train.keep_checkpoints = 3
+    c.train.async_checkpoints = True  # write checkpoint files while training goes on
     c.train.progress = True
 
     c.eval = ml_collections.ConfigDict()

@@ -27,8 +27,8 @@ from jaxgen.families.base import (
     Family,
     Preview,
     SamplingConfig,
-    gather,
     image_axes,
+    init_variables,
 )
 from jaxgen.models.autoencoders import DENSE_INITS, VAE, make_autoencoder
 from jaxgen.training import LossOutput, TrainState, gradient_update, per_example_keys
@@ -222,7 +222,7 @@ class Autoencoder(Family):
         init_key, z_key = jax.random.split(key)
         x0 = jnp.zeros((1, *self.image_shape), jnp.float32)
         args = (x0, z_key) if self.variational else (x0,)
-        params = jax.jit(self.model.init)(init_key, *args)["params"]
+        params = init_variables(self.model, init_key, *args)["params"]
         return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
                                  ema_decay=ema_decay)
 
@@ -297,7 +297,7 @@ class Autoencoder(Family):
         else:
             out = self.model.apply(variables, x)
         recon = to_image(out, self.config.loss.reconstruction)
-        return gather(jnp.stack([x, recon], axis=1))
+        return jnp.stack([x, recon], axis=1)
 
     def previews(self):
         return {"reconstructions": Preview(self._reconstruct)}
@@ -310,7 +310,7 @@ class Autoencoder(Family):
 
         def sample(state, batch, key):
             out = self.model.apply({"params": state.eval_params}, batch["z"], method=VAE.decode)
-            return gather(to_image(out, self.config.loss.reconstruction))
+            return to_image(out, self.config.loss.reconstruction)
 
         return sample
 
@@ -319,6 +319,6 @@ class Autoencoder(Family):
         variables = {"params": state.eval_params}
         if self.variational:
             mean, logvar = self.model.apply(variables, batch["image"], method=VAE.encode)
-            return {"mean": gather(mean), "logvar": gather(logvar)}
-        return {"z": gather(self.model.apply(variables, batch["image"],
-                                              method=type(self.model).encode))}
+            return {"mean": mean, "logvar": logvar}
+        return {"z": self.model.apply(variables, batch["image"],
+                                      method=type(self.model).encode)}

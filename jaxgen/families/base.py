@@ -41,7 +41,8 @@ member               meaning                                                    
                                                                                     directions
 ===================  =============================================================  ==========
 
-Outputs of bodies that return images are *global*: they ``all_gather`` over the data axis.
+Bodies that return images or codes return one row per example of the device's shard: the
+runner compiles them with ``per_example=True`` and gathers the rows on the host.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Preview:
     """A grid of test images and what the model makes of them.
 
     Attributes:
-      body: ``(state, {"image": [b, H, W, C]}, key) -> [B, k, H', W', C']`` (all-gathered):
+      body: ``(state, {"image": [b, H, W, C]}, key) -> [b, k, H', W', C']`` (per example):
         ``k`` images per test image, in the family's input range, shown side by side.
       domain: ``"image"``, or ``"x"`` / ``"y"`` for unpaired data.
     """
@@ -183,9 +184,14 @@ class Family(abc.ABC):
         raise NotImplementedError(f"the {self.name} family does not translate.")
 
 
-def gather(x: jax.Array) -> jax.Array:
-    """This device's ``[b, ...]`` → the global ``[B, ...]`` (in device order)."""
-    return jax.lax.all_gather(x, AXIS, tiled=True)
+def gather_replicated(x: jax.Array) -> jax.Array:
+    """This device's ``[b, ...]`` → the global ``[B, ...]`` (in device order), the same on
+    every device and known to be: each device's rows are placed in a zero array and summed
+    over the devices. (``all_gather``'s result counts as device-dependent in shard_map's
+    replication check, so a state computed from it could not be returned replicated.)"""
+    n = jax.lax.axis_size(AXIS)
+    placed = jnp.zeros((n, *x.shape), x.dtype).at[jax.lax.axis_index(AXIS)].set(x)
+    return jax.lax.psum(placed, AXIS).reshape(n * x.shape[0], *x.shape[1:])
 
 
 def to_unit(images: jax.Array, input_range: str) -> jax.Array:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen.families.base import EvalPass, Family, gather, init_variables
+from jaxgen.families.base import EvalPass, Family, init_variables
 from jaxgen.models.classifier import Classifier as ClassifierModule
 from jaxgen.training import AXIS, LossOutput, TrainState, gradient_update
 from jaxgen.training.keys import split_named
@@ -127,4 +127,4 @@ class Classifier(Family):
     def encode_body(self, state, batch, key):
         """The penultimate ``features`` and the class ``probabilities`` of each image."""
         logits, features = self.apply_eval(state, batch["image"])
-        return {"features": gather(features), "probabilities": gather(jax.nn.softmax(logits))}
+        return {"features": features, "probabilities": jax.nn.softmax(logits)}

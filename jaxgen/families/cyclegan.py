@@ -24,7 +24,7 @@ from jaxgen.families.base import (
     Family,
     Preview,
     TranslateConfig,
-    gather,
+    gather_replicated,
     init_variables,
     mean_over_pixels,
     player_optimizer,
@@ -50,7 +50,7 @@ def pool_across_devices(pool: HistoryPool, images: jax.Array, key: jax.Array):
     its own slice of the answer.
     """
     b = images.shape[0]
-    pool, out = query(pool, gather(images), key)
+    pool, out = query(pool, gather_replicated(images), key)
     return pool, jax.lax.dynamic_slice_in_dim(out, jax.lax.axis_index(AXIS) * b, b)
 
 
@@ -216,7 +216,7 @@ class CycleGAN(Family):
         def rows(state, batch, key):
             a = batch["image"]
             b, c = self._there_and_back(state, direction, a)
-            return gather(jnp.stack([a, b, c], axis=1))  # (a, there(a), back(there(a)))
+            return jnp.stack([a, b, c], axis=1)  # (a, there(a), back(there(a)))
 
         return rows
 
@@ -229,6 +229,6 @@ class CycleGAN(Family):
 
         def translate(state, batch, key):
             p = state.generator.eval_params[there]
-            return gather(self.generator.apply({"params": p}, batch["image"]))
+            return self.generator.apply({"params": p}, batch["image"])
 
         return translate

@@ -13,7 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxgen.families.base import EvalPass, Family, SamplingConfig, gather, init_variables
+from jaxgen.families.base import EvalPass, Family, SamplingConfig, init_variables
 from jaxgen.math import diffusion
 from jaxgen.math.diffusion.reverse import VARIANCE_KINDS
 from jaxgen.math.diffusion.schedules import SCHEDULE_KINDS
@@ -207,7 +207,7 @@ class Diffusion(Family):
                 x = diffusion.ddim_sample(eps_fn, self.schedule, batch["x_T"], key,
                                           num_steps=s.ddim_steps, eta=s.ddim_eta,
                                           clip_x0=s.clip_x0)
-            return gather(x)
+            return x
 
         sample.__name__ = f"sample_{sampler}"
         return sample

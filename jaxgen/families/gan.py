@@ -22,7 +22,6 @@ from jaxgen.families.base import (
     EvalPass,
     Family,
     SamplingConfig,
-    gather,
     init_variables,
     player_optimizer,
     two_player_optimizers,
@@ -252,7 +251,6 @@ class GAN(Family):
 
         def sample(state, batch, key):
             g = state.generator
-            return gather(self.generator.apply(g.variables(g.eval_params), batch["z"],
-                                               train=False))
+            return self.generator.apply(g.variables(g.eval_params), batch["z"], train=False)
 
         return sample

@@ -1,7 +1,10 @@
 """Checkpoints with orbax-checkpoint: periodic, keep the last N, atomic, exact resume.
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a run
-killed mid-save leaves the previous checkpoint as the latest one. A checkpoint holds the whole
+killed mid-save leaves the previous checkpoint as the latest one. Saves are asynchronous by
+default: ``save`` returns once the state is copied off the devices, and the files are written
+by a background thread while training goes on (the next save, a listing and ``close`` wait for
+it). A checkpoint holds the whole
 training state (step, params, optimizer state, EMA, model state); with the step-keyed
 randomness and step-indexed data pipeline that is everything needed to resume exactly.
 
@@ -42,14 +45,17 @@ class WorkdirLockedError(RuntimeError):
     """Another process is training in this checkpoint directory."""
 
 
+@jax.jit
+def _finite(leaves: list[jax.Array]) -> jax.Array:
+    return jax.numpy.all(jax.numpy.stack([jax.numpy.all(jax.numpy.isfinite(x)) for x in leaves]))
+
+
 def all_finite(tree: Any) -> bool:
-    """True when every floating leaf of `tree` is finite (one reduction on the device)."""
+    """True when every floating leaf of `tree` is finite (one reduction on the device,
+    compiled once per tree structure)."""
     leaves = [x for x in jax.tree.leaves(tree)
               if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.inexact)]
-    if not leaves:
-        return True
-    return bool(jax.jit(lambda ls: jax.numpy.all(jax.numpy.stack(
-        [jax.numpy.all(jax.numpy.isfinite(x)) for x in ls])))(leaves))
+    return True if not leaves else bool(_finite(leaves))
 
 
 def _abstract(x: Any) -> Any:
@@ -76,9 +82,11 @@ class Checkpointer:
       every_steps: save when ``step % every_steps == 0`` (and whenever ``force=True``).
       keep: how many of the most recent checkpoints to keep.
       read_only: a reader: no lock, no clean-up, no saves.
+      asynchronous: write checkpoint files in the background (orbax's async checkpointing).
     """
 
-    def __init__(self, directory: str, *, every_steps: int, keep: int, read_only: bool = False):
+    def __init__(self, directory: str, *, every_steps: int, keep: int, read_only: bool = False,
+                 asynchronous: bool = True):
         if every_steps < 1 or keep < 1:
             raise ValueError(
                 f"checkpoint every_steps and keep must be >= 1, got {every_steps} and {keep}."
@@ -95,9 +103,9 @@ class Checkpointer:
             # Done synchronously below: orbax would start a background thread for it that can
             # race with other file-system users (e.g. TFDS's mocked file system).
             cleanup_tmp_directories=False,
-            # Synchronous saves: a save is complete (and renamed into place) when save()
-            # returns, which keeps kill-and-resume semantics simple.
-            enable_async_checkpointing=False,
+            # A save is renamed into place only once all its files are written, in the
+            # background or not, so kill -9 at any moment leaves complete checkpoints only.
+            enable_async_checkpointing=asynchronous and not read_only,
         )
         self._manager = None
         if not read_only:
@@ -163,7 +171,9 @@ class Checkpointer:
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     def all_steps(self) -> list[int]:
-        """The complete checkpoints on disk, oldest first (re-read every call)."""
+        """The complete checkpoints on disk, oldest first (re-read every call, after any
+        save in flight is finished)."""
+        self.wait()
         self._reload()
         return sorted(self._manager.all_steps()) if self._manager is not None else []
 
@@ -175,7 +185,8 @@ class Checkpointer:
         return step % self.every_steps == 0
 
     def save(self, step: int, state: Any, *, force: bool = False) -> bool:
-        """Save `state` (a host or device pytree) as checkpoint `step`."""
+        """Save `state` (a host or device pytree) as checkpoint `step`; with asynchronous
+        saves, return once it is copied off the devices (its buffers may then be donated)."""
         if self.read_only:
             raise RuntimeError("a read-only Checkpointer cannot save.")
         return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
@@ -214,6 +225,7 @@ class Checkpointer:
     def reject(self, step: int) -> str:
         """Move checkpoint `step` out of the way (to ``<directory>_rejected/<step>``), so that
         resuming starts from the one before; returns where it went. Nothing is deleted."""
+        self.wait()
         target = os.path.join(f"{self.directory}_rejected", str(step))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.exists(target):

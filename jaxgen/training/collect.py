@@ -5,8 +5,9 @@
   :func:`means_and_standard_errors` turns the totals into each value's mean and its standard
   error.
 * :func:`sum_over_batches` adds those sums up over an iterator of batches.
-* :func:`map_in_chunks` feeds a global array through a body that returns a global
-  (all-gathered) result, in fixed-size chunks, whatever the number of devices or processes.
+* :func:`map_in_chunks` feeds a global array through a body that returns one row per
+  example (compiled with ``per_example=True``), in fixed-size chunks, and brings every row
+  to the host, whatever the number of devices or processes.
 """
 
 from __future__ import annotations
@@ -91,5 +92,5 @@ def map_in_chunks(step: Callable, device_state: Any, inputs: Mapping[str, np.nda
                 v = np.concatenate([v, np.repeat(v[:1], chunk - len(v), axis=0)])
             part[k] = v[lo:lo + local]
         out = step(device_state, parallel.shard_batch(part), jax.random.fold_in(key, i))
-        outs.append(jax.tree.map(np.asarray, parallel.fetch(out)))
+        outs.append(parallel.fetch_examples(out))
     return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)

@@ -18,6 +18,7 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0: at the end only
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    async_checkpoints: bool = True  # write checkpoint files in the background
     progress: bool = True
 
     def __post_init__(self):

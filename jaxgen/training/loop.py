@@ -132,7 +132,9 @@ def fit(
     """Train `state` up to `num_steps` updates, resuming from the latest checkpoint.
 
     Args:
-      state: a freshly initialised host state; replaced by the latest checkpoint if one exists.
+      state: a freshly initialised host state, or only its shapes and dtypes (e.g. from
+        ``jax.eval_shape``) when a checkpoint exists: the latest checkpoint replaces it,
+        read straight onto the devices.
       train_step: ``parallel.compile(with_step_key(body))``: ``(state, batch, train_key)``.
       batch_for_step: returns this process's part of the global batch for a step index.
       parallel: places states and batches on the devices.
@@ -157,15 +159,17 @@ def fit(
         checkpoint of the last finished step was saved first); rerunning resumes exactly.
     """
     start = checkpointer.latest_step() or 0
-    if start:
-        state = checkpointer.restore(state)
-        if jax.process_index() == 0:
-            tqdm.write(f"resumed from checkpoint step {start} in {checkpointer.directory}")
     if start > num_steps:
         raise ConfigError(
             f"the latest checkpoint in {checkpointer.directory} is at step {start}, beyond "
             f"num_steps={num_steps}; raise the step budget or use a fresh workdir.")
-    device_state = parallel.replicate(state)
+    if start:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), state)
+        device_state = parallel.placed(checkpointer.restore(parallel.restore_target(abstract)))
+        if jax.process_index() == 0:
+            tqdm.write(f"resumed from checkpoint step {start} in {checkpointer.directory}")
+    else:
+        device_state = parallel.replicate(state)
     if on_start is not None:
         on_start()
     window, window_steps, last, last_eval = [], 0, {}, {}
@@ -197,7 +201,7 @@ def fit(
                         raise NonFiniteLossError(
                             f"the state after step {done} has non-finite parameters or "
                             "optimizer state; " + _stopped(checkpointer))
-                    checkpointer.save(done, parallel.fetch(device_state),
+                    checkpointer.save(done, parallel.checkpointable(device_state),
                                       force=done == num_steps or stop)
                 if stop:
                     checkpointer.wait()

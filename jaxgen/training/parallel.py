@@ -73,14 +73,20 @@ class DataParallel:
         return len(self.local_devices)
 
     def compile(
-        self, body: Callable, *, donate_state: bool = True, max_traces: int = 1
+        self, body: Callable, *, donate_state: bool = True, max_traces: int = 1,
+        per_example: bool = False,
     ) -> Callable:
         """Compile ``body(state, batch, key) -> out`` for all devices.
 
-        The state and the key are replicated, the batch is split along its leading axis, and
-        every output is returned replicated (the body must make it device-invariant, e.g. with
-        ``pmean``). The state's buffers are donated when ``donate_state``. Tracing more than
-        ``max_traces`` times raises :class:`RetraceError`.
+        The state and the key are replicated and the batch is split along its leading axis.
+        Every output is either replicated (the default: the body makes it device-invariant,
+        e.g. with ``pmean``) or, with ``per_example``, one row per example of the device's
+        shard (images, codes), returned split over the devices like the batch
+        (:meth:`fetch_examples` brings it to the host). Under shard_map JAX checks this when
+        tracing: an output declared replicated that the body left device-dependent (a
+        forgotten ``pmean``) is an error, not device 0's number. The state's buffers are
+        donated when ``donate_state``. Tracing more than ``max_traces`` times raises
+        :class:`RetraceError`.
         """
         traces = 0
         name = getattr(body, "__name__", "step")
@@ -103,8 +109,8 @@ class DataParallel:
                 devices=self.local_devices,
             )
         mapped = jax.shard_map(
-            counted, mesh=self.mesh, in_specs=(P(), P(AXIS), P()), out_specs=P(),
-            check_vma=False,
+            counted, mesh=self.mesh, in_specs=(P(), P(AXIS), P()),
+            out_specs=P(AXIS) if per_example else P(),
         )
         return jax.jit(mapped, donate_argnums=donate)
 
@@ -145,7 +151,49 @@ class DataParallel:
         )
 
     def fetch(self, tree: Any) -> Any:
-        """Bring a replicated device pytree back to the host as NumPy (one copy)."""
+        """Bring a replicated device pytree back to the host as NumPy: one ``device_get`` for
+        the whole tree, so the copies of its leaves overlap instead of blocking one by one."""
         if self.mode == "pmap":
-            return jax.tree.map(lambda x: np.asarray(jax.device_get(x[0])), tree)
-        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+            local = jax.tree.map(lambda x: x[0], tree)
+        else:
+            local = jax.tree.map(lambda x: x.addressable_data(0), tree)
+        return jax.tree.map(np.asarray, jax.device_get(local))
+
+    def fetch_examples(self, tree: Any) -> Any:
+        """The global outputs of a ``per_example`` body on the host as NumPy, in the batch's
+        order (every process gets all of them)."""
+        if self.mode == "pmap":  # [local devices, b, ...] on each process
+            local = jax.tree.map(
+                lambda x: np.asarray(x).reshape(-1, *x.shape[2:]), jax.device_get(tree))
+            if jax.process_count() == 1:
+                return local
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.process_allgather(local, tiled=True)
+        if jax.process_count() == 1:
+            return jax.tree.map(np.asarray, jax.device_get(tree))
+        from jax.experimental import multihost_utils
+
+        return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+    def checkpointable(self, device_state: Any) -> Any:
+        """What a checkpoint saves of a device state: the global arrays themselves under
+        shard_map (orbax copies them off the devices), a host copy of pmap's stacked ones."""
+        return self.fetch(device_state) if self.mode == "pmap" else device_state
+
+    def restore_target(self, abstract: Any) -> Any:
+        """Where a checkpoint restores to: `abstract`'s leaves (``jax.ShapeDtypeStruct``, e.g.
+        from ``jax.eval_shape`` of the initial state) with the placement :meth:`placed` needs,
+        so that the arrays are read straight onto the devices (shard_map: replicated over the
+        mesh) without building the state first or a host round trip."""
+        if self.mode == "pmap":
+            sharding = jax.sharding.SingleDeviceSharding(self.local_devices[0])
+        else:
+            sharding = self._replicated
+        return jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+
+    def placed(self, restored: Any) -> Any:
+        """A state restored into :meth:`restore_target`, laid out as :meth:`replicate` does
+        (already so under shard_map; pmap stacks a copy per local device)."""
+        return self.replicate(restored) if self.mode == "pmap" else restored

@@ -41,6 +41,16 @@ def learning_rate(opt_state: Any) -> jax.Array | None:
     return found[0] if found else None
 
 
+def _device_copy(tree: Any, axis_name: str) -> Any:
+    """`tree` cast to device-varying under shard_map's replication checking; as it is under
+    pmap or vmap, whose mapped values are per device already (``pcast`` exists only inside
+    shard_map)."""
+    try:
+        return jax.lax.pcast(tree, axis_name, to="varying")
+    except ValueError:
+        return tree
+
+
 def gradient_update(
     state: TrainState, loss_fn: Callable[[Any], LossOutput], *, name: str = "",
     axis_name: str = AXIS,
@@ -66,14 +76,19 @@ def gradient_update(
         out = loss_fn(params)
         return out.loss, out
 
-    (_, out), grads = jax.value_and_grad(value, has_aux=True)(state.params)
+    # Differentiate with respect to this device's copy of the parameters (cast to
+    # device-varying): the gradient is then this device's, under shard_map's replication
+    # checking as under pmap, and pmean averages it. (The gradient with respect to the
+    # replicated parameters themselves would come out already summed over the devices.)
+    params = _device_copy(state.params, axis_name)
+    (_, out), grads = jax.value_and_grad(value, has_aux=True)(params)
     grads = jax.lax.pmean(grads, axis_name)
     metrics = dict(jax.lax.pmean(dict(out.metrics), axis_name))
     new = state.apply_gradients(grads=grads)
     if out.model_state is not None:
         new = new.replace(model_state=out.model_state)
     prefix = f"{name}_" if name else ""
-    metrics[f"{prefix}grad_norm"] = optax.global_norm(grads)
+    metrics[f"{prefix}grad_norm"] = optax.tree.norm(grads)
     lr = learning_rate(new.opt_state)
     if lr is not None:
         metrics[f"{prefix}learning_rate"] = lr

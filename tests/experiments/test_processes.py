@@ -182,7 +182,9 @@ def test_an_error_in_one_process_ends_the_whole_job(tmp_path):
     not_a_dir.write_text("")
     results = run_job(tmp_path, [(str(tmp_path / "multi"), overrides),
                                  (str(not_a_dir), overrides)], timeout=120)
-    assert results[1][0] == 1 and "a_file" in results[1][2], results[1][2][-2000:]
+    # One line naming the path, exit status 2, as in a single process.
+    assert results[1][0] == 2 and "error: Not a directory:" in results[1][2] and "a_file" in \
+        results[1][2], results[1][2][-2000:]
     assert results[0][0] != 0, "process 0 finished although process 1 failed"
 
 

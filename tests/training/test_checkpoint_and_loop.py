@@ -126,6 +126,7 @@ def test_one_writer_per_directory_and_readers_do_not_lock(tmp_path):
     with pytest.raises(WorkdirLockedError, match=f"pid {os.getpid()} on host"):
         Checkpointer(str(tmp_path / "ckpt"), every_steps=1, keep=1)
     first.save(1, toy_state(), force=True)
+    first.wait()  # an asynchronous save is visible to readers once it is written
     reader = Checkpointer(str(tmp_path / "ckpt"), every_steps=1, keep=1, read_only=True)
     assert int(reader.restore(toy_state()).step) == 0 and reader.latest_step() == 1
     with pytest.raises(RuntimeError, match="read-only"):

@@ -100,3 +100,32 @@ def test_eval_sums_give_the_mean_and_standard_error_of_the_real_examples(mode):
     np.testing.assert_allclose(ses["twice"], 2 * real.std(ddof=1) / np.sqrt(13), rtol=1e-4)
     one = {"sum": {"v": np.float32(2.0)}, "sum_sq": {"v": np.float32(4.0)}, "count": 1}
     assert means_and_standard_errors(one) == ({"v": 2.0}, {}, 1)  # no SE from one example
+
+
+def test_a_body_that_forgets_its_pmean_is_an_error_not_a_number():
+    """The sum of 0..7 over 4 devices is 28; without the psum each device holds a partial sum
+    and an unchecked shard_map returned device 0's (1.0). Declared replicated, it must fail
+    when traced."""
+    parallel = DataParallel("shard_map")
+    batch = parallel.shard_batch({"v": np.arange(8, dtype=np.float32)})
+
+    def right(state, batch, key):
+        return jax.lax.psum(batch["v"].sum(), "data")
+
+    def forgot(state, batch, key):
+        return batch["v"].sum()
+
+    assert float(parallel.fetch(parallel.compile(right, donate_state=False)({}, batch,
+                                                                           None))) == 28.0
+    with pytest.raises(ValueError, match="replicat"):
+        parallel.compile(forgot, donate_state=False)({}, batch, None)
+
+
+@pytest.mark.parametrize("mode", ["shard_map", "pmap"])
+def test_per_example_outputs_come_back_in_batch_order(mode):
+    parallel = DataParallel(mode)
+    step = parallel.compile(lambda state, batch, key: {"twice": 2 * batch["v"]},
+                            donate_state=False, per_example=True)
+    v = np.arange(8, dtype=np.float32)
+    out = parallel.fetch_examples(step({}, parallel.shard_batch({"v": v}), None))
+    np.testing.assert_array_equal(out["twice"], 2 * v)

@@ -320,8 +320,9 @@ def bits_per_dim(
         noise = jax.random.normal(jax.random.fold_in(sample_noise_key, k), jnp.shape(x0), dtype)
         return carry + term(t_batch, noise), None
 
+    # The carry starts as a zero shaped (and, inside shard_map, typed) like a term's value.
     total_sampled, _ = jax.lax.scan(
-        sampled_step, jnp.zeros((batch,), dtype), (jnp.arange(num, dtype=jnp.int32), sampled_t)
+        sampled_step, jnp.zeros_like(decoder), (jnp.arange(num, dtype=jnp.int32), sampled_t)
     )
     diffusion = (num_timesteps - 1) * total_sampled / num
     return {
