@@ -50,7 +50,7 @@ from experiments import workdir as workdir_lib
 from jaxgen.data import pipeline
 from jaxgen.data.datasets import ImageData
 from jaxgen.evaluation import diversity, metrics, probe
-from jaxgen.training.metrics import write_json
+from jaxgen.training.writer import write_json
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 PR_K = 3

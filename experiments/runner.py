@@ -37,8 +37,8 @@ from jaxgen.training.collect import (
     means_and_standard_errors,
     sum_over_batches,
 )
-from jaxgen.training.metrics import write_json
 from jaxgen.training.parallel import with_step_key
+from jaxgen.training.writer import write_json
 from jaxgen.validation import ConfigError
 
 MODES = ("train", "evaluate", "sample", "encode", "translate")
@@ -83,6 +83,7 @@ class Runner:
                                          every_steps=t.checkpoint_every, keep=t.keep_checkpoints,
                                          read_only=read_only, asynchronous=t.async_checkpoints)
         self._compiled: dict[str, Any] = {}
+        self._input_makers: dict[int, Any] = {}
 
     def close(self) -> None:
         self.checkpointer.close()
@@ -159,16 +160,21 @@ class Runner:
 
     def generate(self, device_state, sampler: str, num: int, key) -> np.ndarray:
         """`num` images in the family's input range; the noise of image i depends only on
-        `key`, i and ``sampling.batch_size``, not on the device or process count."""
+        `key`, i and ``sampling.batch_size``, not on the device or process count. Each chunk's
+        inputs are drawn on the devices that sample from them."""
         chunk = self.family.config.sampling.batch_size
         keys = split_named(key, ("inputs", "noise"))
-        inputs = [self.family.sample_inputs(jax.random.fold_in(keys["inputs"], i), chunk)
-                  for i in range(-(-num // chunk))]
-        inputs = jax.tree.map(lambda *xs: np.concatenate(xs)[:num], *inputs)
         step = self.compiled(f"sample_{sampler}", self.family.sample_body(sampler),
                              per_example=True)
-        return map_in_chunks(step, device_state, inputs, chunk=chunk, parallel=self.parallel,
-                             key=keys["noise"])
+        if chunk not in self._input_makers:
+            self._input_makers[chunk] = self.parallel.batch_maker(
+                lambda k: self.family.sample_inputs(k, chunk))
+        make_inputs = self._input_makers[chunk]
+        outs = [self.parallel.fetch_examples(step(
+                    device_state, make_inputs(jax.random.fold_in(keys["inputs"], i)),
+                    jax.random.fold_in(keys["noise"], i)))
+                for i in range(-(-num // chunk))]
+        return np.concatenate(outs)[:num]
 
     def write_grids(self, device_state, step: int) -> None:
         n = self.settings.eval.num_images

@@ -3,7 +3,7 @@
 ``config.json`` holds the settings a workdir was trained with: resuming with settings that change
 the run's meaning is an error (:func:`check_config_drift`). In a multi-process job every process
 must be started with the same settings (:func:`check_same_settings`). JSON files are written
-atomically (:func:`jaxgen.training.metrics.write_json`), so a reader never sees half a file.
+atomically (:func:`jaxgen.training.writer.write_json`), so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxgen.training.metrics import write_json
+from jaxgen.training.writer import write_json
 from jaxgen.validation import ConfigError
 
 # Settings that may change between the runs of one workdir without changing what it trains.

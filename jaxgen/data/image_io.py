@@ -2,7 +2,7 @@
 
 Everything in jaxgen that reads or writes an image file goes through this module: the folder
 source of :mod:`jaxgen.data.unpaired`, translating a folder, sample PNGs, and the grids of
-:class:`jaxgen.training.metrics.MetricWriter` (:func:`write_png`). Images are uint8
+:class:`jaxgen.training.writer.MetricWriter` (:func:`write_png`). Images are uint8
 ``[H, W, C]`` with C = 1 (grayscale) or 3 (RGB), host side.
 
 Reading (:func:`read_image`) gives correct 8-bit values for every mode Pillow opens a PNG or

@@ -88,10 +88,12 @@ class DiffusionSampling(SamplingConfig):
 class DiffusionEval:
     bpd_max_examples: int = 200  # global; 0: the whole test split
     bpd_timesteps: int = 50  # Monte Carlo over t (unbiased); 0: all T terms (exact sum)
+    bpd_variance: str = "small"  # the reverse variance the bound is computed with (β̃_t or β_t)
 
     def __post_init__(self):
         check_number("eval.bpd_max_examples", self.bpd_max_examples, low=0, integer=True)
         check_number("eval.bpd_timesteps", self.bpd_timesteps, low=0, integer=True)
+        check_choice("eval.bpd_variance", self.bpd_variance, VARIANCE_KINDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +177,7 @@ class Diffusion(Family):
 
         def one(x, k):  # vmapped: eps_fn still sees the whole shard at once
             terms = diffusion.bits_per_dim(
-                eps_fn, self.schedule, x[None], k, variance=self.config.sampling.variance,
+                eps_fn, self.schedule, x[None], k, variance=self.config.eval.bpd_variance,
                 num_timesteps_sampled=self.config.eval.bpd_timesteps or None)
             return {n: v[0] for n, v in terms.items()}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxgen.training.parallel import MODES
+from jaxgen.training.parallel import PARALLEL_MODES
 from jaxgen.validation import check_choice, check_number
 
 
@@ -25,7 +25,7 @@ class TrainConfig:
         check_number("train.batch_size", self.batch_size, low=1, integer=True)
         check_number("train.num_epochs", self.num_epochs, low=0, integer=True)
         check_number("train.num_steps", self.num_steps, low=0, integer=True)
-        check_choice("train.parallel", self.parallel, MODES)
+        check_choice("train.parallel", self.parallel, PARALLEL_MODES)
         check_number("train.log_every", self.log_every, low=1, integer=True)
         check_number("train.eval_every", self.eval_every, low=0, integer=True)
         check_number("train.checkpoint_every", self.checkpoint_every, low=1, integer=True)

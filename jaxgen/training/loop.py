@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxgen.training.checkpoint import Checkpointer, all_finite
-from jaxgen.training.metrics import MetricWriter
 from jaxgen.training.parallel import DataParallel
+from jaxgen.training.writer import MetricWriter
 from jaxgen.validation import ConfigError
 
 Batch = Mapping[str, np.ndarray]

@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxgen.training.keys import AXIS, step_key
 
-MODES = ("shard_map", "pmap")
+PARALLEL_MODES = ("shard_map", "pmap")
 
 
 class RetraceError(RuntimeError):
@@ -54,8 +54,8 @@ class DataParallel:
     """
 
     def __init__(self, mode: str = "shard_map", devices: Sequence[jax.Device] | None = None):
-        if mode not in MODES:
-            raise ValueError(f"unknown parallel mode {mode!r}; choose one of {MODES}.")
+        if mode not in PARALLEL_MODES:
+            raise ValueError(f"unknown parallel mode {mode!r}; choose one of {PARALLEL_MODES}.")
         self.mode = mode
         if mode == "shard_map":
             devices = list(devices) if devices is not None else jax.devices()
@@ -149,6 +149,21 @@ class DataParallel:
         return jax.tree.map(
             lambda x: jax.make_array_from_process_local_data(self._sharded, np.asarray(x)), batch
         )
+
+    def batch_maker(self, make: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
+        """``make(key) -> global batch`` (e.g. a sampler's noise), computed where the batch is
+        used: under shard_map on the devices, each device keeping its part (nothing passes
+        through the host); under pmap on the host, then this process's part placed."""
+        if self.mode == "shard_map":
+            return jax.jit(make, out_shardings=self._sharded)
+
+        def host(key):
+            full = jax.device_get(make(key))
+            local = len(jax.tree.leaves(full)[0]) // jax.process_count()
+            lo = jax.process_index() * local
+            return self.shard_batch(jax.tree.map(lambda x: np.asarray(x[lo:lo + local]), full))
+
+        return host
 
     def fetch(self, tree: Any) -> Any:
         """Bring a replicated device pytree back to the host as NumPy: one ``device_get`` for

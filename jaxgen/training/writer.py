@@ -1,4 +1,5 @@
-"""Metrics output: console progress, TensorBoard events, PNG image grids, a JSON summary.
+"""The run's writer: TensorBoard events, PNG image grids and atomic JSON files (the
+progress bar is the training loop's).
 
 Only process 0 writes; every other process gets a writer that does nothing, so callers need
 no ``if jax.process_index() == 0`` of their own.
