@@ -67,6 +67,17 @@ def checkpoints(workdir):
                   if d.isdigit())
 
 
+def assert_resumes_to(straight_run, workdir, step):
+    """Rerunning `workdir` resumes from checkpoint `step` and ends on the straight run's
+    parameters."""
+    resumed = run_main("vae_mlp", workdir, LONG)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from checkpoint step {step}" in resumed.stdout + resumed.stderr
+    step_b, params_b = final_params(workdir)
+    assert straight_run[0] == step_b == 1200
+    assert_same_params(straight_run[1], params_b)
+
+
 def test_killed_run_resumes_to_the_same_parameters(straight_run, tmp_path):
     workdir = str(tmp_path / "killed")
     proc = start_and_wait(workdir, lambda done: done and max(done) >= 200)
@@ -76,12 +87,7 @@ def test_killed_run_resumes_to_the_same_parameters(straight_run, tmp_path):
     killed_at = checkpoints(workdir)[-1]
     assert 200 <= killed_at < 1200
 
-    resumed = run_main("vae_mlp", workdir, LONG)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed from checkpoint step {killed_at}" in resumed.stdout + resumed.stderr
-    step_b, params_b = final_params(workdir)
-    assert straight_run[0] == step_b == 1200
-    assert_same_params(straight_run[1], params_b)
+    assert_resumes_to(straight_run, workdir, killed_at)
 
 
 def test_preempted_run_saves_its_step_and_resumes_to_the_same_parameters(straight_run,
@@ -100,12 +106,7 @@ def test_preempted_run_saves_its_step_and_resumes_to_the_same_parameters(straigh
     assert line == (f"preempted (SIGTERM) after step {saved}: saved checkpoint {saved} in "
                     f"{os.path.join(workdir, 'checkpoints')}; rerun the same command to "
                     "resume."), stderr[-3000:]
-    resumed = run_main("vae_mlp", workdir, LONG)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed from checkpoint step {saved}" in resumed.stdout + resumed.stderr
-    step_b, params_b = final_params(workdir)
-    assert straight_run[0] == step_b == 1200
-    assert_same_params(straight_run[1], params_b)
+    assert_resumes_to(straight_run, workdir, saved)
 
 
 def free_port():
