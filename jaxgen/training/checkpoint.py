@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import socket
 import time
@@ -63,15 +64,17 @@ def _abstract(x: Any) -> Any:
 
 
 def describe_error(e: BaseException) -> str:
-    """One line for an exception from orbax/TensorStore: the first informative message in
-    its chain (some wrap the real error and print as ``<bound method ...>``)."""
-    seen = e
-    while seen is not None:
+    """One line for an exception from orbax/TensorStore: the informative messages of its chain
+    (TensorStore's own text), without the ``<bound method ...>`` that some wrappers print in
+    place of the details."""
+    parts, seen = [], e
+    while seen is not None and len(parts) < 3:
         text = " ".join(str(seen).split())
-        if text and not text.startswith("<bound method"):
-            return f"{type(seen).__name__}: {text[:300]}"
+        text = re.sub(r"\s*(See full TensorStore details: )?<bound method.*$", "", text)
+        if text and text not in parts:
+            parts.append(f"{type(seen).__name__}: {text[:300]}")
         seen = seen.__cause__ or seen.__context__
-    return type(e).__name__
+    return "; ".join(parts) if parts else type(e).__name__
 
 
 class Checkpointer:

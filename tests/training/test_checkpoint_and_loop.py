@@ -221,3 +221,20 @@ def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path):
         == [3]
     resumed, _, _ = train(workdir, num_steps=8, every=100)
     jax.tree.map(np.testing.assert_array_equal, resumed.params, straight.params)
+
+
+def test_restore_errors_show_tensorstore_text_not_a_bound_method():
+    from jaxgen.training.checkpoint import describe_error
+
+    try:
+        try:
+            raise ValueError('NOT_FOUND: Error opening "zarr" driver: file x/.zarray missing')
+        except ValueError as inner:
+            raise Exception("Encountered error while reading array index: (). See full "
+                            "TensorStore details: <bound method pybind11_detail_function_"
+                            "record_v1 of <Foo object at 0x7f>>.") from inner
+    except Exception as e:  # noqa: BLE001
+        text = describe_error(e)
+    assert "bound method" not in text
+    assert text == ("Exception: Encountered error while reading array index: ().; ValueError: "
+                    'NOT_FOUND: Error opening "zarr" driver: file x/.zarray missing')
