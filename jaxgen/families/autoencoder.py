@@ -9,13 +9,18 @@ Losses per example (summed over pixels / latent dimensions):
   2015, arXiv:1509.00519), whose negation estimates the NLL.
 
 The functions below are pure and usable without the runner, e.g.
-``vae_terms(decoder_outputs, x, mean, logvar).neg_elbo``.
+``vae_terms(decoder_outputs, x, mean, logvar).neg_elbo``. The family, registered as
+``"autoencoder"``, is :class:`Autoencoder`: what both share, building the variant
+``model.variational`` selects, :class:`VariationalAutoencoder` or
+:class:`DeterministicAutoencoder`.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -31,9 +36,10 @@ from jaxgen.families.base import (
     init_variables,
 )
 from jaxgen.models.autoencoders import DENSE_INITS, VAE, make_autoencoder
+from jaxgen.models.autoencoders import Autoencoder as AutoencoderModule
 from jaxgen.training import LossOutput, TrainState, gradient_update, per_example_keys
 from jaxgen.training.keys import split_named
-from jaxgen.validation import check_choice, check_number
+from jaxgen.validation import ConfigError, check_choice, check_number
 
 RECONSTRUCTIONS = ("bce", "mse")
 CORRUPTIONS = ("none", "gaussian", "mask")
@@ -203,52 +209,54 @@ class AutoencoderConfig:
 
 
 class Autoencoder(Family):
-    """AE (``model.variational=False``) and VAE on images in [0, 1]."""
+    """The ``"autoencoder"`` family on images in [0, 1]: what the AE and the VAE share.
+
+    ``Autoencoder(config, image_shape=...)`` builds the variant ``config.model.variational``
+    selects: a :class:`VariationalAutoencoder` (True) or a :class:`DeterministicAutoencoder`
+    (False), so the registry entry and existing configs keep choosing by that one flag. The
+    shared parts: the model, the input corruption, the training step, the test pass and the
+    reconstruction grid; each variant gives its loss terms, its reconstruction and its codes.
+    """
 
     name = "autoencoder"
     Config = AutoencoderConfig
     input_range = "unit"
+    variational: ClassVar[bool]  # the model: a VAE, or a deterministic autoencoder
+
+    def __new__(cls, config: AutoencoderConfig | None = None, **kwargs):
+        if cls is Autoencoder:
+            if not isinstance(config, AutoencoderConfig):
+                raise TypeError(f"the {cls.name} family takes a {AutoencoderConfig.__name__}, "
+                                f"got {type(config).__name__}.")
+            cls = VariationalAutoencoder if config.model.variational else DeterministicAutoencoder
+        return super().__new__(cls)
 
     def __init__(self, config: AutoencoderConfig, *, image_shape):
         super().__init__(config, image_shape=image_shape)
         m = config.model
-        self.variational = m.variational
+        if m.variational != self.variational:
+            raise ConfigError(f"{type(self).__name__} needs model.variational="
+                              f"{self.variational}, got {m.variational}.")
         self.model = make_autoencoder(
             architecture=m.architecture, image_shape=self.image_shape, latent_dim=m.latent_dim,
-            variational=m.variational, hidden=m.hidden, channels=m.channels, init=m.init)
-        self.samplers = ("prior",) if m.variational else ()
+            variational=self.variational, hidden=m.hidden, channels=m.channels, init=m.init)
 
     def init(self, key, tx, *, ema_decay=0.0):
         init_key, z_key = jax.random.split(key)
         x0 = jnp.zeros((1, *self.image_shape), jnp.float32)
-        args = (x0, z_key) if self.variational else (x0,)
-        params = init_variables(self.model, init_key, *args)["params"]
+        params = init_variables(self.model, init_key, *self._init_inputs(x0, z_key))["params"]
         return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
                                  ema_decay=ema_decay)
 
     def terms(self, params, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-        """Per-example terms ``{name: [b]}`` on this device's shard, ``"loss"`` first."""
+        """Per-example terms ``{name: [b]}`` on this device's shard, ``"loss"`` first: those
+        of :meth:`_terms` on the corrupted ``x`` (the target stays the clean ``x``)."""
         loss = self.config.loss
         keys = split_named(key, ("corruption", "z"))
         x_in = jax.vmap(corrupt, in_axes=(0, 0, None, None))(
             per_example_keys(keys["corruption"], x.shape[0]), x, loss.corruption,
             loss.corruption_level)
-        variables = {"params": params}
-        if not self.variational:
-            out = self.model.apply(variables, x_in)
-            err = reconstruction_error(out, x, reconstruction=loss.reconstruction)
-            sq = jmath.squared_error(to_image(out, loss.reconstruction), x).mean(image_axes(x))
-            name = "bce_nats" if loss.reconstruction == "bce" else "squared_error"
-            return {"loss": err, f"reconstruction_{name}": err, "mse_per_pixel": sq,
-                    "psnr_db": -10.0 * jnp.log10(jnp.maximum(sq, 1e-10))}
-        mean, logvar = self.model.apply(variables, x_in, method=VAE.encode)
-        z = jax.vmap(jmath.reparameterize)(per_example_keys(keys["z"], x.shape[0]), mean,
-                                           logvar)
-        t = vae_terms(self.model.apply(variables, z, method=VAE.decode), x, mean, logvar,
-                      reconstruction=loss.reconstruction, beta=loss.beta,
-                      gaussian_logvar=loss.gaussian_logvar)
-        return {"loss": t.loss, "neg_elbo_nats": t.neg_elbo,
-                "reconstruction_nats": t.reconstruction, "kl_nats": t.kl}
+        return self._terms({"params": params}, x_in, x, keys["z"])
 
     def train_body(self, state, batch, key):
         def loss_fn(params):
@@ -263,6 +271,94 @@ class Autoencoder(Family):
         del terms["loss"]
         return terms
 
+    def eval_passes(self):
+        return {"test": EvalPass(self._test_terms, self._test_metrics())}
+
+    def _reconstruct(self, state, batch, key):
+        x = batch["image"]
+        out = self._reconstruction({"params": state.eval_params}, x)
+        return jnp.stack([x, to_image(out, self.config.loss.reconstruction)], axis=1)
+
+    def previews(self):
+        return {"reconstructions": Preview(self._reconstruct)}
+
+    # --- what each variant gives ---
+
+    @abc.abstractmethod
+    def _init_inputs(self, x0: jax.Array, z_key: jax.Array) -> tuple[jax.Array, ...]:
+        """The model's inputs at init, from images ``x0 [1, H, W, C]`` and a key for z."""
+
+    @abc.abstractmethod
+    def _terms(self, variables, x_in: jax.Array, x: jax.Array, z_key: jax.Array
+               ) -> dict[str, jax.Array]:
+        """Per-example terms ``{name: [b]}``, ``"loss"`` first, of the model on the
+        (corrupted) input ``x_in`` with target ``x``; ``z_key``: one key for the batch."""
+
+    @abc.abstractmethod
+    def _test_metrics(self) -> tuple[str, ...]:
+        """The names :meth:`_terms` returns besides ``"loss"``."""
+
+    @abc.abstractmethod
+    def _reconstruction(self, variables, x: jax.Array) -> jax.Array:
+        """Decoder outputs ``[b, H, W, C]`` reconstructing ``x`` (no noise)."""
+
+
+class DeterministicAutoencoder(Autoencoder):
+    """A (denoising) autoencoder: ``model.variational=False``; loss: the reconstruction
+    error; it does not generate."""
+
+    variational = False
+
+    def _init_inputs(self, x0, z_key):
+        return (x0,)
+
+    def _error_name(self) -> str:
+        """The loss's metric name: ``reconstruction_<this>``."""
+        return "bce_nats" if self.config.loss.reconstruction == "bce" else "squared_error"
+
+    def _terms(self, variables, x_in, x, z_key):
+        reconstruction = self.config.loss.reconstruction
+        out = self.model.apply(variables, x_in)
+        err = reconstruction_error(out, x, reconstruction=reconstruction)
+        sq = jmath.squared_error(to_image(out, reconstruction), x).mean(image_axes(x))
+        return {"loss": err, f"reconstruction_{self._error_name()}": err, "mse_per_pixel": sq,
+                "psnr_db": -10.0 * jnp.log10(jnp.maximum(sq, 1e-10))}
+
+    def _test_metrics(self):
+        return (f"reconstruction_{self._error_name()}", "mse_per_pixel", "psnr_db")
+
+    def _reconstruction(self, variables, x):
+        return self.model.apply(variables, x)
+
+    def encode_body(self, state, batch, key):
+        """The code ``z`` of each image."""
+        return {"z": self.model.apply({"params": state.eval_params}, batch["image"],
+                                      method=AutoencoderModule.encode)}
+
+
+class VariationalAutoencoder(Autoencoder):
+    """A VAE: ``model.variational=True``; loss: β-weighted −ELBO; evaluation adds the IWAE
+    NLL; it generates from the prior (sampler ``"prior"``)."""
+
+    variational = True
+    samplers = ("prior",)
+
+    def _init_inputs(self, x0, z_key):
+        return (x0, z_key)
+
+    def _terms(self, variables, x_in, x, z_key):
+        loss = self.config.loss
+        mean, logvar = self.model.apply(variables, x_in, method=VAE.encode)
+        z = jax.vmap(jmath.reparameterize)(per_example_keys(z_key, x.shape[0]), mean, logvar)
+        t = vae_terms(self.model.apply(variables, z, method=VAE.decode), x, mean, logvar,
+                      reconstruction=loss.reconstruction, beta=loss.beta,
+                      gaussian_logvar=loss.gaussian_logvar)
+        return {"loss": t.loss, "neg_elbo_nats": t.neg_elbo,
+                "reconstruction_nats": t.reconstruction, "kl_nats": t.kl}
+
+    def _test_metrics(self):
+        return ("neg_elbo_nats", "reconstruction_nats", "kl_nats")
+
     def _iwae(self, state, batch, key):
         variables = {"params": state.eval_params}
         x = batch["image"]
@@ -275,32 +371,17 @@ class Autoencoder(Family):
         return {f"iwae{self.config.eval.iwae_samples}_nll_nats": nll}
 
     def eval_passes(self):
-        if self.variational:
-            names = ("neg_elbo_nats", "reconstruction_nats", "kl_nats")
-        else:
-            err = "bce_nats" if self.config.loss.reconstruction == "bce" else "squared_error"
-            names = (f"reconstruction_{err}", "mse_per_pixel", "psnr_db")
-        passes = {"test": EvalPass(self._test_terms, names)}
+        passes = super().eval_passes()
         e = self.config.eval
-        if self.variational and e.iwae_samples > 0:
+        if e.iwae_samples > 0:
             passes["iwae"] = EvalPass(self._iwae, (f"iwae{e.iwae_samples}_nll_nats",),
                                       max_examples=e.iwae_max_examples,
                                       batch_size=e.iwae_batch_size)
         return passes
 
-    def _reconstruct(self, state, batch, key):
-        variables = {"params": state.eval_params}
-        x = batch["image"]
-        if self.variational:  # decode the posterior mean
-            mean, _ = self.model.apply(variables, x, method=VAE.encode)
-            out = self.model.apply(variables, mean, method=VAE.decode)
-        else:
-            out = self.model.apply(variables, x)
-        recon = to_image(out, self.config.loss.reconstruction)
-        return jnp.stack([x, recon], axis=1)
-
-    def previews(self):
-        return {"reconstructions": Preview(self._reconstruct)}
+    def _reconstruction(self, variables, x):
+        mean, _ = self.model.apply(variables, x, method=VAE.encode)  # the posterior mean
+        return self.model.apply(variables, mean, method=VAE.decode)
 
     def sample_inputs(self, key, num):
         return {"z": jax.random.normal(key, (num, self.config.model.latent_dim))}
@@ -315,10 +396,7 @@ class Autoencoder(Family):
         return sample
 
     def encode_body(self, state, batch, key):
-        """AE: the code ``z``; VAE: q(z|x)'s ``mean`` and ``logvar``."""
-        variables = {"params": state.eval_params}
-        if self.variational:
-            mean, logvar = self.model.apply(variables, batch["image"], method=VAE.encode)
-            return {"mean": mean, "logvar": logvar}
-        return {"z": self.model.apply(variables, batch["image"],
-                                      method=type(self.model).encode)}
+        """q(z|x)'s ``mean`` and ``logvar`` of each image."""
+        mean, logvar = self.model.apply({"params": state.eval_params}, batch["image"],
+                                        method=VAE.encode)
+        return {"mean": mean, "logvar": logvar}

@@ -178,6 +178,9 @@ class Family(abc.ABC):
     def sample_body(self, sampler: str) -> Body:
         raise NotImplementedError(f"the {self.name} family does not generate.")
 
+    # A body, or None where the family does not encode (the runner tests ``is not None``). A
+    # family that encodes defines it as a method, ``def encode_body(self, state, batch,
+    # key)``, so ``family.encode_body`` is that body bound to the family.
     encode_body: Body | None = None
 
     def translate_body(self, direction: str) -> Body:
