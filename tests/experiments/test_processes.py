@@ -193,3 +193,45 @@ def test_unknown_config_key_is_an_error_that_names_it(tmp_path):
     result = run_main("vae_mlp", str(tmp_path / "x"), {"train.batch_sise": 64})
     assert result.returncode != 0
     assert "batch_sise" in result.stderr
+
+
+def test_sigterm_to_one_process_stops_the_job_at_one_step_with_a_checkpoint(tmp_path):
+    """Preemption of one host of a two-process job: JAX's preemption sync point makes both
+    processes save the same step and exit 143; the job resumes from it."""
+    workdir = str(tmp_path / "multi")
+    overrides = {**SMALL, "train.num_steps": 100000, "train.checkpoint_every": 1000,
+                 "data.num_shards": 2}
+    address = f"127.0.0.1:{free_port()}"
+    procs = []
+    for i in range(2):
+        err = open(tmp_path / f"err{i}", "w+")  # noqa: SIM115 (read after the process ends)
+        procs.append((subprocess.Popen(
+            main_command("vae_mlp", workdir, overrides, f"--coordinator_address={address}",
+                         "--num_processes=2", f"--process_id={i}"),
+            cwd=REPO_ROOT, env=clean_env(), stdout=subprocess.DEVNULL, stderr=err), err))
+    deadline = time.time() + 240
+    while time.time() < deadline and not os.path.isdir(os.path.join(workdir, "tensorboard")):
+        time.sleep(0.2)  # the first logging window is written: both processes are stepping
+    procs[1][0].send_signal(signal.SIGTERM)
+    lines = []
+    for proc, err in procs:
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        err.seek(0)
+        text = err.read()
+        err.close()
+        assert proc.returncode == 143, text[-2000:]
+        lines.append(text.strip().splitlines()[-1])
+    saved = checkpoints(workdir)
+    assert len(saved) == 1 and saved[0] % 1000, saved
+    expected = (f"preempted (SIGTERM) after step {saved[0]}: saved checkpoint {saved[0]} in "
+                f"{os.path.join(workdir, 'checkpoints')}; rerun the same command to resume.")
+    assert lines == [expected, expected]
+    resumed = run_job(tmp_path, [(workdir, {**overrides,
+                                            "train.num_steps": saved[0] + 4})] * 2)
+    for code, _, err in resumed:
+        assert code == 0, err[-2000:]
+    assert f"resumed from checkpoint step {saved[0]}" in resumed[0][1] + resumed[0][2]
+    assert checkpoints(workdir)[-1] == saved[0] + 4
