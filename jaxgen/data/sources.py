@@ -20,7 +20,18 @@ def get_tfds_builder(
     """A prepared TFDS builder; Fashion-MNIST can be prepared offline from Debian's files."""
     if name == "fashion_mnist":
         return fashion_mnist.get_builder(data_dir=data_dir, local_dir=local_dir, download=download)
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        import difflib
+
+        close = difflib.get_close_matches(name.split("/")[0].split(":")[0],
+                                          tfds.list_builders(), n=3)
+        raise fashion_mnist.DatasetNotFoundError(
+            f"data.name={name!r} is neither a TFDS dataset nor prepared in "
+            f"{data_dir or 'the default TFDS data_dir'}"
+            + (f" (did you mean {', '.join(close)}?)" if close else "")
+            + "; tfds.list_builders() lists the datasets TFDS knows.") from None
     if not builder.is_prepared():
         if not download:
             raise fashion_mnist.DatasetNotFoundError(

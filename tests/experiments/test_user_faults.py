@@ -195,3 +195,15 @@ def test_ctrl_c_during_training_is_one_line_and_resumable(tmp_path):
         "step " in line and line.endswith("rerun the same command to resume."), stderr
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["seed"] == 0
+
+
+def test_an_unknown_tfds_name_is_one_line_with_suggestions(tmp_path):
+    result = run_cli(f"--config={CONFIG}", f"--workdir={tmp_path / 'run'}",
+                     "--config.data.name=cifar_10", f"--config.data.data_dir={tmp_path}")
+    # TensorFlow's C++ runtime logs a few lines of its own once TFDS imports it.
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    error, hint = result.stderr.strip().splitlines()[-2:]
+    assert error.startswith("error: data.name='cifar_10' is neither a TFDS dataset nor "
+                            "prepared in") and "did you mean cifar10" in error, error
+    assert hint.startswith("(add --debug")
+    assert not os.path.exists(tmp_path / "run" / "config.json")
