@@ -63,6 +63,12 @@ def _abstract(x: Any) -> Any:
     return x if isinstance(x, jax.ShapeDtypeStruct) else ocp.utils.to_shape_dtype_struct(x)
 
 
+def _chain(e: BaseException | None):
+    while e is not None:
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def describe_error(e: BaseException) -> str:
     """One line for an exception from orbax/TensorStore: the informative messages of its chain
     (TensorStore's own text), without the ``<bound method ...>`` that some wrappers print in
@@ -215,7 +221,7 @@ class Checkpointer:
                 try:
                     return self._manager.restore(s, args=ocp.args.StandardRestore(abstract))
                 except Exception as e:  # orbax raises many types; name the file and the remedy
-                    if step is None and not os.path.isdir(os.path.join(self.directory, str(s))):
+                    if step is None and self._vanishing(s, e):
                         continue  # removed by the trainer's clean-up while we read it
                     raise CheckpointError(
                         f"checkpoint {s} in {self.directory} could not be restored "
@@ -224,6 +230,20 @@ class Checkpointer:
                         "start afresh in a new workdir.") from e
         raise CheckpointError(f"no checkpoint in {self.directory} stayed in place long enough "
                               "to be read; is a trainer saving and deleting every step?")
+
+    def _vanishing(self, step: int, error: BaseException) -> bool:
+        """Whether checkpoint `step` failed to restore because a trainer is deleting it. The
+        clean-up removes a folder's files before the folder itself, so a restore that missed
+        a file (``FileNotFoundError`` in the chain) waits up to a second for the folder to
+        go; a folder that stays is a real error (a damaged checkpoint)."""
+        folder = os.path.join(self.directory, str(step))
+        missing = any(isinstance(x, FileNotFoundError) for x in _chain(error))
+        for _ in range(20 if missing else 1):
+            if not os.path.isdir(folder):
+                return True
+            if missing:
+                time.sleep(0.05)
+        return False
 
     def reject(self, step: int) -> str:
         """Move checkpoint `step` out of the way (to ``<directory>_rejected/<step>``), so that

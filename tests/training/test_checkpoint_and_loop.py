@@ -238,3 +238,34 @@ def test_restore_errors_show_tensorstore_text_not_a_bound_method():
     assert "bound method" not in text
     assert text == ("Exception: Encountered error while reading array index: ().; ValueError: "
                     'NOT_FOUND: Error opening "zarr" driver: file x/.zarray missing')
+
+
+def test_a_step_deleted_while_it_is_restored_is_skipped(tmp_path):
+    """The clean-up removes a step's files before its folder: a restore can miss a file while
+    the folder still exists. The reader waits for the folder to go and takes the next one."""
+    import threading
+
+    train(str(tmp_path), num_steps=6)  # keeps 4 and 6
+    directory = str(tmp_path / "ckpt")
+    reader = Checkpointer(directory, every_steps=2, keep=2, read_only=True)
+    assert reader.all_steps() == [4, 6]  # opens orbax's manager
+    real = reader._manager.restore
+    calls = []
+
+    def restore(step, **kwargs):
+        calls.append(step)
+        if step == 6:  # files already gone, the folder goes a moment later
+            threading.Timer(0.2, shutil.rmtree, (os.path.join(directory, "6"),)).start()
+            raise FileNotFoundError(2, "No such file or directory",
+                                    os.path.join(directory, "6", "default", "_METADATA"))
+        return real(step, **kwargs)
+
+    reader._manager.restore = restore
+    assert int(reader.restore(toy_state()).step) == 4 and calls == [6, 4]
+    # A damaged checkpoint whose folder stays is an error, not a silent fall-back.
+    train(str(tmp_path / "b"), num_steps=6)
+    broken = Checkpointer(str(tmp_path / "b" / "ckpt"), every_steps=2, keep=2, read_only=True)
+    os.remove(next(os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "b" / "ckpt" / "6")
+                   for f in fs if f == "_METADATA"))
+    with pytest.raises(CheckpointError, match="checkpoint 6 .* could not be restored"):
+        broken.restore(toy_state())
