@@ -138,6 +138,17 @@ class _Data:
             preprocess=lambda b: {**b, "image": self.preprocess(b["image"])})
         return batches, steps
 
+    def num_examples(self, split: str, domain: str = "image") -> int:
+        """How many examples of `domain` in `split` this process reads (its shards)."""
+        return sum(len(s["image"]) for s in self.split(split)[domain])
+
+    def images(self, split: str, domain: str = "image", *, start: int = 0,
+               stop: int | None = None) -> dict[str, np.ndarray]:
+        """Examples ``start … stop − 1`` of this process's shards of `split` as stored (uint8
+        ``"image"`` [N, H, W, C], with ``"label"`` where the data has labels), read in order."""
+        shards = self.split(split)[domain]
+        return {k: np.concatenate([s[k] for s in shards])[start:stop] for k in shards[0]}
+
     def examples(self, domain: str, num: int) -> np.ndarray:
         """The first `num` test images of `domain` in this process's first shard."""
         return self.preprocess(self.split("test")[domain][0]["image"][:num])
