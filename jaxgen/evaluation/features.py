@@ -1,8 +1,9 @@
 """Classifier features of images from any family: the inputs of the sample-quality metrics.
 
 The feature extractor is a trained :class:`jaxgen.models.Classifier` (the ``classifier``
-family, ``experiments/configs/classifier_fmnist.py``); its 128-d penultimate activations play
-the role of Inception features, its softmax the role of Inception's class probabilities.
+family, ``experiments/configs/classifier_fmnist.py``, trained on the dataset whose samples it
+scores); its 128-d penultimate activations play the role of Inception features, its softmax the
+role of Inception's class probabilities (the metrics are not FID: :mod:`jaxgen.evaluation.suite`).
 Loading a run of it from a workdir is the experiments' job (``experiments/features.py``); this
 module maps images to features once the variables are in hand.
 
