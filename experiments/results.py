@@ -1,7 +1,7 @@
 """One results table for every family: sample quality in classifier features, plus own metrics.
 
     python -m experiments.results [--workdirs runs/vae_mlp runs/ddpm_fmnist ...]
-        [--num_samples 10000] [--eval_examples 0] [--classifier_workdir runs/classifier_fmnist]
+        [--num_samples 10000] [--eval_examples 0] [--classifier_workdir runs/classifier_<dataset>]
         [--readme]
 
 For each workdir (a finished run of any family; default :data:`DEFAULT_WORKDIRS`): read its
@@ -11,10 +11,12 @@ For each workdir (a finished run of any family; default :data:`DEFAULT_WORKDIRS`
 * the family's own evaluation (``eval/*``: reconstruction error and PSNR, VAE IWAE NLL, DDPM
   bits/dim, CycleGAN cycle L1) on ``--eval_examples`` test examples (default 0: the whole test
   split), each mean with its standard error;
-* for families that generate, ``--num_samples`` samples compared in classifier features
-  (:mod:`jaxgen.evaluation.features`) with the Fashion-MNIST test set: Fréchet distance
-  ``fd_fmnist``, ``kid_fmnist`` (± its standard error), improved ``precision`` / ``recall``
-  (k = 3) and the ``label_entropy_nats`` of the predicted classes;
+* for families that generate, ``--num_samples`` samples compared with the test set in the
+  features of a classifier trained on the same dataset (:mod:`jaxgen.evaluation.features`,
+  scored by :mod:`jaxgen.evaluation.suite`): Fréchet distance ``fd_<dataset>``,
+  ``kid_<dataset>`` (± its standard error), improved ``precision`` / ``recall`` (k = 3) and the
+  ``label_entropy_nats`` of the predicted classes (``<dataset>``:
+  :func:`jaxgen.evaluation.suite.dataset_name`, e.g. ``fd_fmnist`` for Fashion-MNIST);
 * for families that encode (autoencoders), the ``linear_probe_accuracy`` of their codes (the
   VAE's posterior mean): a probe fitted on the whole training split, scored on the test split
   (:mod:`jaxgen.evaluation.probe`);
@@ -29,7 +31,11 @@ A reference row scores real data the same way: a slice of the training set (the 
 Writes ``results.json`` (every metric with its sample count, the run's steps, wall time and
 hardware, and the pinned feature settings) and ``results.md`` in ``--output_dir``; ``--readme``
 also puts the table between ``<!-- results:start -->`` and ``<!-- results:end -->`` in
-README.md. The classifier must be trained first (``experiments/configs/classifier_fmnist.py``).
+README.md. The classifier must be trained first (``experiments/configs/classifier_fmnist.py``
+with the runs' data settings); ``--classifier_workdir`` defaults to ``runs/classifier_<dataset>``
+for the runs' dataset, and a run on another dataset than the classifier's is an error naming
+the command that trains the right one (CycleGAN on Fashion-MNIST classes is scored by the
+Fashion-MNIST classifier; CycleGAN on other data gets its own metrics only).
 """
 
 from __future__ import annotations
@@ -47,15 +53,12 @@ from experiments import errors
 from experiments import features as features_lib
 from experiments import runner as runner_lib
 from experiments import workdir as workdir_lib
-from jaxgen.data import pipeline
+from jaxgen import families
 from jaxgen.data.datasets import ImageData
-from jaxgen.evaluation import diversity, metrics, probe
+from jaxgen.evaluation import suite
 from jaxgen.training.writer import write_json
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-PR_K = 3
-KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
-PROBE_L2 = 1e-4  # the linear probe's L2 weight on standardised codes
 DEFAULT_SAMPLES = 10000
 # The README's runs at their documented budgets (experiments/configs/<name>.py).
 DEFAULT_WORKDIRS = tuple(f"runs/{name}" for name in
@@ -68,6 +71,10 @@ class MissingRunError(FileNotFoundError):
 
 class MergeError(ValueError):
     """``--merge`` found no table to add to, or one made with other settings."""
+
+
+class DatasetMismatchError(ValueError):
+    """A run's dataset is not the one its feature classifier was trained on."""
 
 
 def check_workdirs(workdirs) -> None:
@@ -87,31 +94,71 @@ def hardware() -> str:
            f"{platform.machine()}, {os.cpu_count()} CPU cores"
 
 
-def sample_quality(real_features, fake_features, fake_probs, *, seed: int = 0) -> dict:
-    """Each metric as ``{"value", "num_samples", "num_reference"}`` (KID adds ``"se"``)."""
-    n, n_ref = len(fake_features), len(real_features)
-    out = {}
-
-    def put(name, value, **extra):
-        out[name] = {"value": float(value), "num_samples": n, "num_reference": n_ref, **extra}
-
-    put("fd_fmnist", metrics.frechet_distance_from_features(real_features, fake_features))
-    kid, se = metrics.kid(real_features, fake_features, num_subsets=KID_SUBSETS,
-                          subset_size=KID_SUBSET_SIZE, seed=seed)
-    put("kid_fmnist", kid, se=se, subset_size=min(KID_SUBSET_SIZE, n, n_ref),
-        num_subsets=KID_SUBSETS)
-    precision, recall = diversity.precision_recall(real_features, fake_features, k=PR_K)
-    put("precision", precision, k=PR_K)
-    put("recall", recall, k=PR_K)
-    put("label_entropy_nats", diversity.label_entropy(fake_probs))
-    return out
+def scored_dataset(run_settings) -> str | None:
+    """The dataset whose classifier scores a run (:func:`jaxgen.evaluation.suite.dataset_name`
+    of its data), or None for a CycleGAN run on data no classifier knows (Monet's paintings,
+    other folders: its rows have its own metrics only). CycleGAN on Fashion-MNIST classes is
+    scored by the Fashion-MNIST classifier (``fmnist``), on synthetic domains by a synthetic
+    one."""
+    data = run_settings.data
+    if families.get(run_settings.family).data_kind == "unpaired" and data.source not in (
+            "fashion_mnist", "synthetic"):
+        return None
+    return suite.dataset_name(data)
 
 
-def real_images(extractor, split: str) -> np.ndarray:
-    """Every image of `split` of the classifier's own dataset, uint8 ``[N, H, W, C]``."""
+def default_classifier_workdir(runs: dict) -> str:
+    """``runs/classifier_<dataset>`` for the dataset of the runs (``{workdir: RunSettings}``);
+    Fashion-MNIST's when no run is scored in classifier features.
+
+    Raises:
+      DatasetMismatchError: the runs are on different datasets.
+    """
+    datasets = {w: d for w, s in runs.items() if (d := scored_dataset(s)) is not None}
+    if len(set(datasets.values())) > 1:
+        raise DatasetMismatchError(
+            "the runs are on different datasets (" + ", ".join(
+                f"{w}: {d}" for w, d in datasets.items()) + "); one table is scored in one "
+            "classifier's features: score each dataset's runs in a call of its own.")
+    dataset = next(iter(datasets.values()), features_lib.DEFAULT_DATASET)
+    return features_lib.default_workdir(dataset)
+
+
+def scored_data(runs: dict):
+    """The data settings of the first run scored in classifier features (None: none is)."""
+    return next((s.data for s in runs.values() if scored_dataset(s) is not None), None)
+
+
+def check_datasets(runs: dict, extractor) -> None:
+    """Every run scored in classifier features is on the classifier's dataset.
+
+    Raises:
+      DatasetMismatchError: one line naming the command that trains the run's classifier.
+    """
+    trained_on = extractor.provenance["dataset"]
+    for w, s in runs.items():
+        dataset = scored_dataset(s)
+        if dataset is not None and dataset != trained_on:
+            workdir = features_lib.default_workdir(dataset)
+            raise DatasetMismatchError(
+                f"{w} is a run on {dataset!r}, but the classifier in "
+                f"{_short(extractor.provenance['workdir'])} was trained on {trained_on!r}; "
+                f"train the {dataset!r} classifier with "
+                f"`{features_lib.train_command(workdir, s.data)}` and pass "
+                f"--classifier_workdir {workdir}.")
+
+
+def classifier_data(extractor) -> ImageData:
+    """The classifier's own dataset (its run's data settings), read as stored."""
     run_settings, _, _ = features_lib.read_settings(extractor.provenance["workdir"])
-    data = ImageData(run_settings.data, input_range="unit", seed=run_settings.seed)
-    return np.concatenate([s["image"] for s in data.labelled(split)])
+    return ImageData(run_settings.data, input_range="unit", seed=run_settings.seed)
+
+
+def real_images(extractor, split: str, *, start: int = 0, stop: int | None = None
+                ) -> np.ndarray:
+    """Images ``start … stop − 1`` of `split` of the classifier's own dataset, uint8
+    ``[N, H, W, C]``."""
+    return classifier_data(extractor).images(split, start=start, stop=stop)["image"]
 
 
 def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int,
@@ -128,8 +175,8 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
                "workdir": os.path.abspath(workdir), "config": record, "step": step,
                "train_wall_time_s": summary.get("wall_time_s"),
                "train_devices": summary.get("devices"),
-               "metrics": own_metrics(r, r.evaluate(device_state, step,
-                                                     max_examples=eval_examples))}
+               "metrics": suite.own_metrics(r.family.eval_passes(), r.evaluate(
+                   device_state, step, max_examples=eval_examples))}
         rows = [row]
         if r.family.samplers:
             sampler = family_config.sampling.sampler or r.family.samplers[0]
@@ -137,11 +184,12 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
                                 jax.random.fold_in(r.keys["sample_inputs"], step))
             feats, probs = extractor(images, r.family.input_range)
             row["sampler"] = sampler
-            row["metrics"].update(sample_quality(test_features, feats, probs))
+            row["metrics"].update(suite.sample_quality(
+                test_features, feats, probs, dataset=extractor.provenance["dataset"]))
         probed = probe_metric(r, device_state) if r.family.encode_body is not None else None
         if probed is not None:
             row["metrics"]["linear_probe_accuracy"] = probed
-        if r.family.directions and classifier_knows(run_settings.data, extractor):
+        if r.family.directions and classifier_knows(run_settings, extractor):
             rows = translation_rows(r, device_state, extractor, row)
     finally:
         r.close()
@@ -150,45 +198,19 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
     return rows
 
 
-def own_metrics(r, own: dict) -> dict:
-    """The family's ``eval/*`` means with their standard errors and example counts."""
-    out = {}
-    for name, p in r.family.eval_passes().items():
-        count = int(own[f"eval/{name}_num_examples"])
-        for m in p.metrics:
-            out[f"eval/{m}"] = {"value": own[f"eval/{m}"], "num_samples": count}
-            if f"eval/{m}_se" in own:
-                out[f"eval/{m}"]["se"] = own[f"eval/{m}_se"]
-    return out
-
-
-# The codes a linear probe reads, by preference: a VAE's posterior mean, an AE's code.
-PROBE_CODES = ("mean", "z")
-
-
 def probe_metric(r, device_state) -> dict | None:
     """Linear-probe accuracy of the codes (a VAE's posterior mean): fit on every training
     example, scored on every test example. None for a family whose outputs are no codes
     (the classifier's features and probabilities)."""
     train, test = (r.codes(device_state, split) for split in ("train", "test"))
-    key = next((k for k in PROBE_CODES if k in train), None)
-    if key is None:
-        return None
-    out = probe.linear_probe_accuracy(train[key], train["label"], test[key], test["label"],
-                                      l2=PROBE_L2)
-    return {"value": out["accuracy"], "num_samples": out["num_test"],
-            "num_train": out["num_train"], "train_accuracy": out["train_accuracy"],
-            "features": key, "l2": out["l2"]}
+    return suite.linear_probe_metric(train, test)
 
 
-def classifier_knows(data, extractor) -> bool:
+def classifier_knows(run_settings, extractor) -> bool:
     """Whether a CycleGAN run's domains come from the classifier's own data: classes of
     Fashion-MNIST (``source="fashion_mnist"``) for a Fashion-MNIST classifier, or both
     synthetic; never Monet's paintings or other folders."""
-    trained_on = features_lib.read_settings(extractor.provenance["workdir"])[0].data
-    if data.source == "fashion_mnist":
-        return trained_on.source != "synthetic" and trained_on.name == "fashion_mnist"
-    return data.source == trained_on.source == "synthetic"
+    return scored_dataset(run_settings) == extractor.provenance["dataset"]
 
 
 def translation_rows(r, device_state, extractor, run_row: dict) -> list[dict]:
@@ -198,8 +220,7 @@ def translation_rows(r, device_state, extractor, run_row: dict) -> list[dict]:
     metrics of its source domain (``eval/cycle_l1_x`` goes with ``x2y``)."""
     data = r.settings.data
     classes = {"x": data.class_x, "y": data.class_y}
-    test = {d: r.data.preprocess(np.concatenate([s["image"] for s in r.data.split("test")[d]]))
-            for d in classes}
+    test = {d: r.data.preprocess(r.data.images("test", d)["image"]) for d in classes}
     rows = []
     for direction in r.family.directions:
         source, target = direction[0], direction[-1]
@@ -207,11 +228,10 @@ def translation_rows(r, device_state, extractor, run_row: dict) -> list[dict]:
         real_feats, _ = extractor(test[target], r.family.input_range)
         feats, probs = extractor(fake, r.family.input_range)
         m = {k: v for k, v in run_row["metrics"].items() if k.endswith(f"_{source}")}
-        m.update(sample_quality(real_feats, feats, probs))
+        m.update(suite.sample_quality(real_feats, feats, probs,
+                                      dataset=extractor.provenance["dataset"]))
         if data.source == "fashion_mnist":
-            m["target_class_share"] = {
-                "value": float(np.mean(np.argmax(probs, axis=1) == classes[target])),
-                "num_samples": len(fake), "target_class": classes[target]}
+            m["target_class_share"] = suite.target_class_share(probs, classes[target])
         rows.append({**{k: v for k, v in run_row.items() if k != "metrics"},
                      "name": f"{run_row['name']} {direction}", "sampler": direction,
                      "metrics": m})
@@ -219,15 +239,15 @@ def translation_rows(r, device_state, extractor, run_row: dict) -> list[dict]:
 
 
 def reference_row(extractor, test_features, *, num_samples: int) -> dict:
-    train = real_images(extractor, "train")
-    held_out = train[-min(num_samples, len(train)):]
-    feats, probs = extractor(pipeline.to_range(held_out, "unit"), "unit")
+    """Real data scored like samples: the last `num_samples` training images of the
+    classifier's dataset (never the test set itself) against the test features."""
+    data = classifier_data(extractor)
+    num_train = data.num_examples("train")
+    held_out = data.images("train", start=max(0, num_train - num_samples))["image"]
     return {"name": "real data (train slice vs test)", "family": "data",
             "workdir": "", "step": None, "train_wall_time_s": None,
-            "metrics": sample_quality(test_features, feats, probs)}
-
-
-METRIC_COLUMNS = ("fd_fmnist", "kid_fmnist", "precision", "recall", "label_entropy_nats")
+            "metrics": suite.real_quality(extractor, held_out, test_features,
+                                          dataset=extractor.provenance["dataset"])}
 
 
 def _fmt(x, digits=4) -> str:
@@ -242,38 +262,46 @@ def _other(name: str, m: dict) -> str:
 
 
 def to_markdown(report: dict) -> str:
-    head = ["run", "family", "steps", "train time (s)", *METRIC_COLUMNS,
+    """The table: one column per sample-quality metric present in the rows (``fd_<dataset>``,
+    ``kid_<dataset>``, precision, recall, label entropy), every other metric in the last."""
+    columns = suite.quality_columns({k for row in report["rows"] for k in row["metrics"]})
+    head = ["run", "family", "steps", "train time (s)", *columns,
             "other metrics (± standard error, test examples n)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         m = row["metrics"]
         cells = [row["name"], row["family"], _fmt(row["step"]),
                  _fmt(row["train_wall_time_s"] and round(row["train_wall_time_s"]))]
-        for k in METRIC_COLUMNS:
+        for k in columns:
             if k not in m:
                 cells.append("—")
-            elif k == "kid_fmnist":
+            elif "se" in m[k]:
                 cells.append(f"{m[k]['value']:.4g} ± {m[k]['se']:.2g}")
             else:
                 cells.append(_fmt(m[k]["value"]))
         cells.append(", ".join(_other(k, v) for k, v in sorted(m.items())
-                               if k not in METRIC_COLUMNS) or "—")
+                               if k not in columns) or "—")
         lines.append("| " + " | ".join(cells) + " |")
     f = report["features"]
-    n = {row["name"]: row["metrics"]["fd_fmnist"]["num_samples"]
-         for row in report["rows"] if "fd_fmnist" in row["metrics"]}
+    fd = [k for k in columns if k.startswith("fd_")]
+    n = {row["name"]: row["metrics"][fd[0]]["num_samples"]
+         for row in report["rows"] if fd and fd[0] in row["metrics"]}
     lines += [
         "",
-        f"Features: the {f['feature_dim']}-d penultimate layer of the Fashion-MNIST classifier "
-        f"in `{_short(f['workdir'])}` (config `{f['config']}`, seed {f['seed']}, step {f['step']}, "
-        f"test accuracy {_fmt(f['test_accuracy'])}); preprocessing: {f['preprocessing']}. "
+        f"Features: the {f['feature_dim']}-d penultimate layer of the classifier trained on "
+        f"{f.get('data', 'tfds:fashion_mnist')} in `{_short(f['workdir'])}` (config "
+        f"`{f['config']}`, seed {f['seed']}, step {f['step']}, test accuracy "
+        f"{_fmt(f['test_accuracy'])}); FD and KID in these features are comparable only between "
+        "runs scored with this classifier, and are not FID (no Inception features); "
+        f"preprocessing: {f['preprocessing']}. "
         f"Reference: the {report['num_test']} test images (a CycleGAN direction: the target "
         "class's test images). Samples per row: "
         + (", ".join(f"{k} {v}" for k, v in n.items()) or "—")
         + (f" (fewer than the default {DEFAULT_SAMPLES}: FD is biased upwards at small counts)"
            if any(v < DEFAULT_SAMPLES for v in n.values()) else "")
-        + f"; KID: {KID_SUBSETS} subsets of ≤ {KID_SUBSET_SIZE}; precision/recall k = {PR_K}. "
-        f"Linear probe: multinomial logistic regression (L2 {PROBE_L2:g}, standardised codes) "
+        + f"; KID: {suite.KID_SUBSETS} subsets of ≤ {suite.KID_SUBSET_SIZE}; precision/recall "
+        f"k = {suite.PR_K}. Linear probe: multinomial logistic regression "
+        f"(L2 {suite.PROBE_L2:g}, standardised codes) "
         "fitted on the training split. "
         f"Hardware: {report['hardware']}. The table took {report['wall_time_s'] / 60:.0f} min "
         "to compute.",
@@ -298,16 +326,25 @@ def insert_in_readme(readme: str, table: str) -> None:
         f.write(f"{head}{README_START}\n{table}{README_END}{tail}")
 
 
-def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir=features_lib.DEFAULT_WORKDIR,
+def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir: str | None = None,
         num_samples=DEFAULT_SAMPLES, eval_examples: int = 0, output_dir="runs/results",
         readme: str | None = None, merge: bool = False) -> dict:
+    """Score `workdirs` and write the report (see the module docstring).
+
+    `classifier_workdir` None: ``runs/classifier_<dataset>`` for the runs' dataset
+    (:func:`default_classifier_workdir`).
+    """
     started = time.perf_counter()
-    extractor = features_lib.load_classifier(classifier_workdir)
     check_workdirs(workdirs)
+    runs = {w: features_lib.read_settings(w)[0] for w in workdirs}
+    if classifier_workdir is None:
+        classifier_workdir = default_classifier_workdir(runs)
+    extractor = features_lib.load_classifier(classifier_workdir, data=scored_data(runs))
+    check_datasets(runs, extractor)
     previous = _previous_report(output_dir, extractor, num_samples, eval_examples) if merge \
         else None
     test = real_images(extractor, "test")
-    test_features, _ = extractor(pipeline.to_range(test, "unit"), "unit")
+    test_features, _ = suite.real_features(extractor, test)
     rows = [previous["rows"][0] if previous else
             reference_row(extractor, test_features, num_samples=num_samples)]
     for w in workdirs:
@@ -356,7 +393,9 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--workdirs", nargs="+", default=list(DEFAULT_WORKDIRS),
                    help="finished runs to score (default: %(default)s)")
-    p.add_argument("--classifier_workdir", default=features_lib.DEFAULT_WORKDIR)
+    p.add_argument("--classifier_workdir", default=None,
+                   help="the feature classifier's run (default: runs/classifier_<dataset> for "
+                        "the runs' dataset, e.g. runs/classifier_fmnist)")
     p.add_argument("--num_samples", type=int, default=DEFAULT_SAMPLES,
                    help="samples per generating run (and real training images)")
     p.add_argument("--eval_examples", type=int, default=0,
@@ -369,8 +408,8 @@ def main(argv=None) -> int:
                    help="also insert the table into README.md (or the given file)")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = p.parse_args(argv)
-    if args.num_samples < PR_K + 1:
-        p.error(f"--num_samples must be at least {PR_K + 1}.")
+    if args.num_samples < suite.PR_K + 1:
+        p.error(f"--num_samples must be at least {suite.PR_K + 1}.")
     if args.eval_examples < 0:
         p.error("--eval_examples must be >= 0 (0: the whole test split).")
     try:
@@ -378,6 +417,7 @@ def main(argv=None) -> int:
             num_samples=args.num_samples, eval_examples=args.eval_examples,
             output_dir=args.output_dir, readme=args.readme, merge=args.merge)
     except (features_lib.MissingClassifierError, MissingRunError, MergeError,
+            DatasetMismatchError,
             *errors.expected_errors()) as e:
         if args.debug:
             raise
