@@ -36,7 +36,7 @@ def build(model: str):
 def loop_seconds(r, step, state, *, steps: int, every: int, asynchronous: bool) -> float:
     import jax
 
-    from jaxgen.training import Checkpointer, MetricWriter, fit
+    from jaxgen.training import Checkpointer, MetricWriter, batches_of, fit
 
     t = r.settings.train
     loader = r.data.train_loader(t.batch_size, r.parallel.num_local_devices)
@@ -45,7 +45,7 @@ def loop_seconds(r, step, state, *, steps: int, every: int, asynchronous: bool) 
                             asynchronous=asynchronous)
         writer = MetricWriter(folder, enabled=False)
         started = time.perf_counter()
-        final, _, _ = fit(state=state, train_step=step, batch_for_step=loader.batch,
+        final, _, _ = fit(state=state, train_step=step, batches=batches_of(loader.batch),
                           parallel=r.parallel, train_key=r.keys["train"], num_steps=steps,
                           checkpointer=ckpt, writer=writer, log_every=every, progress=False)
         ckpt.close()  # the last save is written before the time is taken

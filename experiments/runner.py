@@ -67,7 +67,8 @@ class Runner:
         data_cls = KINDS[family_cls.data_kind][1]
         self.data = data_cls(settings.data, input_range=family_cls.input_range,
                              seed=settings.seed)
-        self.family = family_cls(family_config, image_shape=self.data.image_shape)
+        self.family = family_cls(family_config, image_shape=self.data.image_shape,
+                                 num_classes=self.data.num_classes)
         check_same_settings(as_dict(settings, family_config))
         self.parallel = DataParallel(settings.train.parallel)
         self.keys = split_named(jax.random.key(settings.seed), KEY_PURPOSES)
@@ -205,9 +206,9 @@ class Runner:
         for name, p in self.family.eval_passes().items():
             self.data.per_shard(p.batch_size or e.batch_size, self.parallel.num_local_devices,
                                 f"eval batch ({name})")
-            self.data.split("test")[p.domain]
+            self.data.num_examples("test", p.domain)
         for p in self.family.previews().values():
-            self.data.split("test")[p.domain]
+            self.data.num_examples("test", p.domain)
         sampling = getattr(self.family.config, "sampling", None)
         if self.family.samplers and sampling.batch_size % self.parallel.num_devices:
             raise ConfigError(f"sampling.batch_size={sampling.batch_size} must be divisible "
@@ -228,13 +229,13 @@ class Runner:
         resuming = latest is not None
         state, train_metrics, final = fit(
             state=self.abstract_state(num_steps) if resuming else self.initial_state(num_steps),
-            train_step=step, batch_for_step=loader.batch,
+            train_step=step, batches=lambda start: loader.iterate(start, num_steps),
             parallel=self.parallel, train_key=self.keys["train"], num_steps=num_steps,
             checkpointer=self.checkpointer, writer=self.writer, log_every=t.log_every,
             eval_every=t.eval_every, evaluate=self.evaluate_and_write_grids, progress=t.progress,
             # Recorded once the state is restored or initialised: a start that fails (bad
             # settings, a checkpoint of another model) leaves the workdir's record as it was.
-            on_start=(lambda: write_config(self.workdir, record)) if record_on_start else None)
+            on_start=lambda: self._on_start(record if record_on_start else None))
         if finished and previous:  # a rerun of a finished run keeps the record of its training
             print(f"the run in {self.workdir} has finished (step {num_steps}); re-evaluated "
                   "its last checkpoint")
@@ -245,11 +246,24 @@ class Runner:
                 "step": int(state.step), "steps_per_epoch": loader.steps_per_epoch,
                 "wall_time_s": time.perf_counter() - started,
                 "devices": self.parallel.num_devices, "processes": jax.process_count(),
-                **train_metrics, **final, "config": record,
+                **train_metrics, **final, "config": record, "data": self.data.describe(),
             }
+        summary["bad_records"] = loader.bad_records.report()
         self.writer.write_summary(summary)
         check_finite(final, "final evaluation")
         return summary
+
+    def _on_start(self, record: dict | None) -> None:
+        """Once the run has really started: record its settings (when they are new) and what
+        its data holds (shape, classes, sizes), and say so."""
+        if record is not None:
+            write_config(self.workdir, record)
+        described = self.data.describe()
+        if jax.process_index() == 0:
+            write_json(os.path.join(self.workdir, "dataset.json"), described)
+            print(f"data: {described['source']}, images {tuple(described['image_shape'])}"
+                  + (f", {len(described['class_names'])} classes"
+                     if described.get("class_names") else ""))
 
     def evaluate_latest(self) -> dict:
         device_state, step = self.restore_for_output()
@@ -324,7 +338,7 @@ class Runner:
             images = self.data.preprocess(images)
         else:
             domain = t.direction[0]
-            images = np.concatenate([s["image"] for s in self.data.split("test")[domain]])
+            images = self.data.images("test", domain)["image"]
             names = [f"{domain}_{i:06d}" for i in range(len(images))]
             images = self.data.preprocess(images)
         outputs = image_io.output_paths(names, out_dir, overwrite=t.overwrite)

@@ -10,7 +10,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "tfds"  # "tfds" or "synthetic" (toy blobs: smoke runs and tests)
+    c.data.source = "tfds"  # "tfds", "folder" (images) or "synthetic" (toy blobs: tests)
     c.data.name = "fashion_mnist"
     c.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None: TFDS's default
     c.data.local_dir = "/usr/share/datasets/fashion-mnist"  # Debian's IDX files
@@ -49,9 +49,17 @@ def get_base_config() -> ml_collections.ConfigDict:
 def get_image_config() -> ml_collections.ConfigDict:
     """The base config with the data settings of single-domain image datasets."""
     c = get_base_config()
+    c.data.path = ""  # source="folder": DIR of images (class subfolders give labels)
+    c.data.image_key = ""  # TFDS image feature ("": found from the dataset's features)
+    c.data.label_key = ""  # TFDS label feature ("": found; "none": no labels)
+    c.data.image_size = 0  # square side of the model's images (0: as stored)
+    c.data.resize = "crop"  # "crop": shorter side to image_size, centre crop; "pad": zero-pad
+    c.data.channels = 0  # 1 (grey) or 3 (RGB); 0: as stored
+    c.data.test_fraction = 0.1  # source="folder" without DIR/train and DIR/test
+    c.data.max_bad_fraction = 0.01  # unreadable records are skipped; stop above this share
+    c.data.workers = 0  # reader processes (0: threads of the trainer)
+    c.data.threads = 2  # reader threads (per process)
     c.data.synthetic_examples = 512  # per split, source="synthetic" only
-    c.data.image_shape = (28, 28, 1)  # as stored
-    c.data.image_size = 0  # zero-pad to image_size² (0: as stored)
     return c
 
 
@@ -59,8 +67,9 @@ def make_tiny(c: ml_collections.ConfigDict) -> None:
     """Shrink an (unlocked) config to a few steps on synthetic data (for tests)."""
     c.data.source = "synthetic"
     c.data.synthetic_examples = 48
-    if "image_shape" in c.data:
-        c.data.image_shape = (16, 16, 1)
+    if "image_size" in c.data:  # single-domain images: 16×16 grey toy blobs
+        c.data.image_size = 16
+        c.data.channels = 1
     c.train.update(dict(num_steps=3, batch_size=8, log_every=1, checkpoint_every=2,
                         eval_every=0, progress=False))
     c.eval.update(dict(batch_size=8, max_examples=16, num_images=4))

@@ -17,8 +17,8 @@ from experiments.configs import base
 def get_config():
     c = base.get_image_config()
     c.family = "classifier"
-    c.model = dict(num_classes=10, widths=(32, 64), feature_dim=128, conv_dropout=0.25,
-                   dense_dropout=0.5)
+    c.model = dict(num_classes=0,  # 0: the data's classes
+                   widths=(32, 64), feature_dim=128, conv_dropout=0.25, dense_dropout=0.5)
 
     c.optimizer.learning_rate = 2e-3
     c.optimizer.warmup_steps = 300

@@ -18,6 +18,7 @@ from experiments.configs import base
 def get_config():
     c = base.get_image_config()
     c.family = "gan"
+    c.data.resize = "pad"
     c.data.image_size = 32  # 28×28 zero-padded to 32×32, scaled to [−1, 1] (tanh output)
 
     # Half the paper's widths (64) so that the default run trains on a 2-core CPU in minutes.

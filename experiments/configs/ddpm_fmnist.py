@@ -18,6 +18,7 @@ from experiments.configs import base
 def get_config():
     c = base.get_image_config()
     c.family = "diffusion"
+    c.data.resize = "pad"
     c.data.image_size = 32  # 28×28 zero-padded to 32×32, scaled to [−1, 1]
     c.data.random_flip = False  # Fashion-MNIST items have a handedness (shoes point left)
 

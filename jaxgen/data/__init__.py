@@ -12,4 +12,4 @@ DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 # What ``data.source`` may name for single-domain images (datasets.ImageDataConfig); every one
 # is read by sources.load_image_shards. Here, not in `sources`, so that configs are checked
 # without importing TFDS.
-IMAGE_SOURCES = ("tfds", "synthetic")
+IMAGE_SOURCES = ("tfds", "folder", "synthetic")

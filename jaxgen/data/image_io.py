@@ -42,7 +42,8 @@ class ImageFileError(ValueError):
     """An image file that cannot be read correctly; the message names the file and the fix."""
 
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# Every extension an image folder is read with (lower-case; Pillow decodes them all).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def pil_mode(channels: int) -> str:

@@ -1,25 +1,34 @@
-"""Training and evaluation batches from in-memory shards, with one rule for an epoch.
+"""Training and evaluation batches read from random-access sources, with one rule for an epoch.
 
-**The epoch rule (every loader).** The examples of each *stream* — a local shard of a paired
-dataset (:class:`TrainLoader`), or one domain of a local shard (:class:`UnpairedLoader`) — form
-an endless sequence of permutations. A stream of n examples holds, at position p, example
-``perm_e[p mod n]`` with ``e = p // n``, and ``perm_e`` is drawn from
-``(seed, shard id, stream, e)`` alone. Training step t takes positions ``t·b … t·b + b − 1``
-(b = ``batch_per_shard``); a batch that crosses the end of a permutation takes its tail from
-the next one. So:
+**The epoch rule.** The examples of each *stream* — one domain ("image", or CycleGAN's "x" and
+"y") of one data shard — form an endless sequence of permutations. A stream of n examples
+holds, at position p, example ``perm_e[p mod n]`` with ``e = p // n``, and ``perm_e`` is drawn
+from ``(seed, shard id, stream, e)`` alone. Training step t takes positions
+``t·b … t·b + b − 1`` (b = ``batch_per_shard``); a batch that crosses the end of a permutation
+takes its tail from the next one. So:
 
 - every example of a stream is seen exactly once per pass over it, and a shorter stream (the
   smaller CycleGAN domain, or a shard one example shorter than its neighbour) simply wraps
   around more often; no example is dropped;
-- a batch is a pure function of ``(seed, shard ids, step)``: a resumed run sees exactly the
-  batches of an uninterrupted one, with no iterator state to checkpoint;
+- a batch is a pure function of ``(seed, shard ids, step)`` (and the files): a resumed run sees
+  exactly the batches of an uninterrupted one, with no iterator state to checkpoint, whatever
+  the number of reader threads or worker processes;
 - one epoch is ``steps_per_epoch = ceil(L / b)`` steps, where L is the longest stream over all
   processes (pass it as ``longest_shard``; by default the longest local one, exact on one
-  process): one pass over the largest shard. It is a unit for the step schedule only; batches do
-  not depend on it. For CycleGAN this is the reference's epoch, max(|A|, |B|) examples.
+  process). It is a unit for the step schedule only; batches do not depend on it. For
+  CycleGAN this is the reference's epoch, max(|A|, |B|) examples.
 
 The global batch is the concatenation of the per-shard parts in shard order, so one process
 reading shards [0, 1] sees the same global batch as two processes reading one each.
+
+**Streaming.** :meth:`TrainBatches.iterate` is a grain pipeline: ``MapDataset.range(start, …)``
+mapped by :meth:`TrainBatches.batch`, read ahead by threads (``workers=0``) or by worker
+processes (``mp_prefetch``) that read, decode and convert the files. Nothing holds a split.
+
+**Bad records.** A record that cannot be read or converted (a corrupt, truncated or vanished
+file) is replaced by the next readable record of its shard — deterministically, so resume stays
+exact — and counted. :class:`BadRecords` names the first few in the log and the run's summary,
+and stops the run when more than ``max_bad_fraction`` of the records read are bad.
 
 Evaluation (:func:`eval_batches`) reads every example once, in order, with padding and a mask.
 """
@@ -28,13 +37,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
+import grain
 import numpy as np
 
 from jaxgen.data.image_io import resize_square
 from jaxgen.data.pipeline import Batch, to_range
-from jaxgen.data.unpaired import DOMAINS
+from jaxgen.data.records import BadRecord, read_example
 
 # Seed-sequence tags keep the permutation and augmentation streams of one shard apart even
 # when an epoch number equals a step number.
@@ -91,54 +103,6 @@ class ExampleStream:
         return out
 
 
-def _length(shard: Batch) -> int:
-    return len(next(iter(shard.values())))
-
-
-@dataclasses.dataclass
-class TrainLoader:
-    """Shuffled training batches for the shards this process reads (one stream per shard).
-
-    Attributes:
-      shards: one dict of arrays per local shard (equal-length leading axis within a dict).
-      shard_ids: the global id of each local shard (seeds its permutations).
-      batch_per_shard: examples taken from each shard per step.
-      seed: base seed of the shuffles.
-      preprocess: maps a raw batch (uint8 images) to model inputs.
-      longest_shard: the longest shard over all processes, for :attr:`steps_per_epoch`;
-        None uses the longest local one (exact on one process).
-    """
-
-    shards: list[Batch]
-    shard_ids: list[int]
-    batch_per_shard: int
-    seed: int
-    preprocess: Callable[[Batch], Batch]
-    longest_shard: int | None = None
-
-    def __post_init__(self):
-        if len(self.shards) != len(self.shard_ids):
-            raise ValueError(f"{len(self.shards)} shards for {len(self.shard_ids)} shard ids.")
-        self._streams = [
-            ExampleStream(_length(shard), seed=self.seed, shard_id=shard_id)
-            for shard, shard_id in zip(self.shards, self.shard_ids, strict=True)
-        ]
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Steps per pass over the longest shard (:func:`steps_per_epoch`)."""
-        longest = self.longest_shard or max(s.n for s in self._streams)
-        return steps_per_epoch(longest, self.batch_per_shard)
-
-    def batch(self, step: int) -> Batch:
-        """The local part of the global batch for training step `step` (0-based)."""
-        parts = []
-        for shard, stream in zip(self.shards, self._streams, strict=True):
-            index = stream.indices(step, self.batch_per_shard)
-            parts.append({k: v[index] for k, v in shard.items()})
-        return self.preprocess({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-
-
 def augment(
     images: np.ndarray, rng: np.random.Generator, *, load_size: int, crop_size: int,
     flip: bool,
@@ -153,7 +117,7 @@ def augment(
       flip: flip each image left–right with probability ½.
 
     Returns:
-      float32 ``[B, crop_size, crop_size, C]`` in [−1, 1].
+      uint8 ``[B, crop_size, crop_size, C]``.
     """
     if crop_size > load_size:
         raise ValueError(f"crop_size={crop_size} exceeds load_size={load_size}.")
@@ -166,113 +130,246 @@ def augment(
         image = resize_square(image, load_size)
         crop = image[tops[i] : tops[i] + crop_size, lefts[i] : lefts[i] + crop_size]
         out[i] = crop[:, ::-1] if flips[i] else crop
-    return to_range(out, "symmetric")
+    return out
+
+
+class TooManyBadRecords(ValueError):
+    """More than ``data.max_bad_fraction`` of the records read were bad."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """How a record becomes an example: square side (0: as stored), channels and resize mode
+    (:func:`jaxgen.data.records.fit_image`)."""
+
+    size: int
+    channels: int
+    resize: str = "crop"
+
+
+# Replacement tries for a bad record before the shard is declared unreadable.
+_MAX_TRIES = 32
+
+
+def read_or_replace(source, i: int, reading: Reading) -> tuple[dict, list[tuple[str, str]]]:
+    """Example `i` of `source`, or when it is bad the next readable one (i + 1, i + 2, … mod
+    n): deterministic, so a batch stays a pure function of its step. Returns the example and
+    the bad records met, ``[(where, why), ...]``."""
+    bad = []
+    n = len(source)
+    for k in range(min(n, _MAX_TRIES)):
+        try:
+            example = read_example(source, (i + k) % n, size=reading.size,
+                                   channels=reading.channels, resize=reading.resize)
+            return example, bad
+        except BadRecord as e:
+            bad.append((e.where, e.why))
+    raise TooManyBadRecords(
+        f"{len(bad)} records in a row are unreadable, starting at {bad[0][0]} ({bad[0][1]}); "
+        "check the dataset's files.")
+
+
+def read_batch(source, indices, reading: Reading) -> tuple[Batch, list[tuple[str, str]]]:
+    """The examples `indices` of `source` stacked (uint8 images, int32 labels when present)."""
+    examples, bad = [], []
+    for i in indices:
+        example, b = read_or_replace(source, int(i), reading)
+        examples.append(example)
+        bad.extend(b)
+    out = {"image": np.stack([e["image"] for e in examples])}
+    if "label" in examples[0]:
+        out["label"] = np.asarray([e["label"] for e in examples], np.int32)
+    return out, bad
+
+
+class BadRecords:
+    """Counts the records read and the bad ones; names the first few; stops the run when more
+    than `max_bad_fraction` of the records read are bad (checked once at least
+    ``min(256, dataset size)`` records were read, so one early bad file does not stop a run).
+    """
+
+    SHOWN = 5
+
+    def __init__(self, max_bad_fraction: float, *, dataset_size: int, what: str = "data"):
+        self.max_bad_fraction = max_bad_fraction
+        self.min_read = min(256, dataset_size)
+        self.what = what
+        self.read = 0
+        self.bad = 0
+        self.first: list[str] = []
+
+    def add(self, read: int, bad: Sequence[tuple[str, str]]) -> None:
+        self.read += read
+        self.bad += len(bad)
+        for where, why in bad:
+            if len(self.first) < self.SHOWN and where not in self.first:
+                self.first.append(where)
+                print(f"{self.what}: skipped bad record {where} ({why}); replaced by the next "
+                      "readable record", file=sys.stderr)
+        if self.bad and self.read >= self.min_read and (
+                self.bad > self.max_bad_fraction * self.read):
+            raise TooManyBadRecords(
+                f"{self.what}: {self.bad} of the {self.read} records read are bad, more than "
+                f"data.max_bad_fraction={self.max_bad_fraction}; the first: "
+                f"{', '.join(self.first)}. Fix or remove those files, or raise "
+                "data.max_bad_fraction.")
+
+    def report(self) -> dict:
+        return {"records_read": self.read, "bad_records": self.bad,
+                "first_bad_records": list(self.first)}
+
+
+def _grain_iter(dataset: grain.MapDataset, workers: int, threads: int):
+    """Read `dataset` ahead in order: in `threads` threads, or in `workers` processes."""
+    it = dataset.to_iter_dataset(grain.ReadOptions(num_threads=max(1, threads),
+                                                   prefetch_buffer_size=max(2, 2 * threads)))
+    if workers > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (their defaults)
+            flags.FLAGS.mark_as_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return it
 
 
 @dataclasses.dataclass
-class UnpairedLoader:
-    """Independently shuffled batches of both domains for the shards this process reads.
-
-    Each domain of each local shard is its own stream (the module's epoch rule), so the
-    domains' orders are independent and the smaller domain wraps around more often. Each part
-    is then augmented (:func:`augment`) from ``(seed, shard id, domain, step)``.
+class TrainBatches:
+    """Shuffled training batches of the shards this process reads (the module's epoch rule).
 
     Attributes:
-      x: uint8 ``[N_s, H, W, C]`` per local shard, domain X.
-      y: the same for domain Y (its own sizes).
-      shard_ids: the global id of each local shard.
+      domains: ``{domain: [source per local shard]}``; ``{"image": ...}`` for single-domain
+        data, ``{"x": ..., "y": ...}`` for CycleGAN. Each domain of each shard is a stream
+        (stream id = the domain's position).
+      shard_ids: the global id of each local shard (seeds its permutations).
       batch_per_shard: examples of each domain taken from each shard per step.
       seed: base seed of the shuffles and augmentations.
-      load_size: side before cropping; stored images of another size are resized per batch.
-      crop_size: side of the output images.
-      flip: random horizontal flips.
-      longest_shard: the longest shard of either domain over all processes, for
-        :attr:`steps_per_epoch`; None uses the longest local one (exact on one process).
+      reading: how records become uint8 examples (:class:`Reading`).
+      input_range: the family's input range (:func:`jaxgen.data.pipeline.to_range`).
+      augment: ``(uint8 images, rng) -> uint8 images`` per domain part (CycleGAN's crops and
+        flips), drawn from ``(seed, shard id, stream, step)``; None: none.
+      longest_shard: the longest stream over all processes, for :attr:`steps_per_epoch`;
+        None uses the longest local one (exact on one process).
+      workers: worker processes that read and decode (0: threads of this process).
+      threads: reading threads (per worker process, or in this process).
+      max_bad_fraction: stop when more than this share of the records read are bad.
     """
 
-    x: list[np.ndarray]
-    y: list[np.ndarray]
+    domains: dict[str, list[Any]]
     shard_ids: list[int]
     batch_per_shard: int
     seed: int
-    load_size: int
-    crop_size: int
-    flip: bool = True
+    reading: Reading
+    input_range: str
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
     longest_shard: int | None = None
+    workers: int = 0
+    threads: int = 2
+    max_bad_fraction: float = 0.01
 
     def __post_init__(self):
-        self._streams: dict[str, list[ExampleStream]] = {}
-        for d, domain in enumerate(DOMAINS):
-            shards = getattr(self, domain)
+        self._streams = {}
+        for d, (domain, shards) in enumerate(self.domains.items()):
             if len(shards) != len(self.shard_ids):
-                raise ValueError(
-                    f"{len(shards)} {domain} shards for {len(self.shard_ids)} shard ids."
-                )
-            if any(len(s) == 0 for s in shards):
-                raise ValueError(f"an empty {domain} shard; every shard needs examples.")
-            self._streams[domain] = [
-                ExampleStream(len(s), seed=self.seed, shard_id=i, stream=d)
-                for s, i in zip(shards, self.shard_ids, strict=True)
-            ]
-        if self.crop_size > self.load_size:
-            raise ValueError(f"crop_size={self.crop_size} exceeds load_size={self.load_size}.")
+                raise ValueError(f"{len(shards)} {domain} shards for {len(self.shard_ids)} "
+                                 "shard ids.")
+            self._streams[domain] = [ExampleStream(len(s), seed=self.seed, shard_id=i, stream=d)
+                                     for s, i in zip(shards, self.shard_ids, strict=True)]
+        size = sum(len(s) for shards in self.domains.values() for s in shards)
+        self.bad_records = BadRecords(self.max_bad_fraction, dataset_size=size,
+                                      what="training data")
 
     @property
     def steps_per_epoch(self) -> int:
-        """Steps per pass over the largest shard of either domain (:func:`steps_per_epoch`).
-
-        With even shards this is ceil(max(|X|, |Y|) / global batch), the reference's epoch.
-        """
+        """Steps per pass over the longest stream (:func:`steps_per_epoch`)."""
         longest = self.longest_shard or max(
-            s.n for streams in self._streams.values() for s in streams
-        )
+            s.n for streams in self._streams.values() for s in streams)
         return steps_per_epoch(longest, self.batch_per_shard)
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        """``{"x", "y"}``: float32 ``[b·local shards, crop, crop, C]`` in [−1, 1] for `step`."""
-        out = {}
-        for d, domain in enumerate(DOMAINS):
-            parts = []
-            for shard, stream, shard_id in zip(getattr(self, domain), self._streams[domain],
-                                               self.shard_ids, strict=True):
-                rng = np.random.default_rng([self.seed, shard_id, d, _AUGMENTATION, step])
-                parts.append(augment(shard[stream.indices(step, self.batch_per_shard)], rng,
-                                     load_size=self.load_size, crop_size=self.crop_size,
-                                     flip=self.flip))
-            out[domain] = np.concatenate(parts)
+    def batch(self, step: int) -> Batch:
+        """This process's part of the global batch of `step`: float images in the input range
+        under each domain's name (with ``"label"`` for labelled single-domain data). A pure
+        function of (seed, shard ids, step); bad records are replaced (not counted here)."""
+        out = self._read(step)
+        del out["_bad"]
         return out
+
+    def _read(self, step: int) -> Batch:
+        """:meth:`batch` plus ``"_bad"``, the bad records met."""
+        out, bad = {}, []
+        for d, (domain, shards) in enumerate(self.domains.items()):
+            parts = []
+            for shard, stream, shard_id in zip(shards, self._streams[domain], self.shard_ids,
+                                               strict=True):
+                part, b = read_batch(shard, stream.indices(step, self.batch_per_shard),
+                                     self.reading)
+                bad.extend(b)
+                if self.augment is not None:
+                    rng = np.random.default_rng([self.seed, shard_id, d, _AUGMENTATION, step])
+                    part["image"] = self.augment(part["image"], rng)
+                parts.append(part)
+            out[domain] = to_range(np.concatenate([p["image"] for p in parts]),
+                                   self.input_range)
+            if len(self.domains) == 1 and "label" in parts[0]:
+                out["label"] = np.concatenate([p["label"] for p in parts])
+        out["_bad"] = bad
+        return out
+
+    def iterate(self, start: int, stop: int) -> Iterator[Batch]:
+        """The batches of steps ``start … stop − 1``, read ahead (threads or processes), bad
+        records counted (:class:`BadRecords`)."""
+        read = self.batch_per_shard * len(self.shard_ids) * len(self.domains)
+        for batch in _grain_iter(grain.MapDataset.range(start, stop).map(self._read),
+                                 self.workers, self.threads):
+            self.bad_records.add(read, batch.pop("_bad"))
+            if self.workers:  # out of grain's shared memory, whose views break at exit
+                batch = {k: np.array(v) for k, v in batch.items()}
+            yield batch
 
 
 def eval_batches(
-    shards: list[Batch],
+    shards: list[Any],
     *,
     batch_per_shard: int,
     num_steps: int,
+    reading: Reading,
     preprocess: Callable[[Batch], Batch],
+    max_examples_per_shard: int = 0,
+    max_bad_fraction: float = 0.01,
+    threads: int = 2,
 ) -> Iterator[Batch]:
     """Every example of the local shards once, in order, in fixed-size batches.
 
     The last batches are zero-padded; ``batch["mask"]`` is 1.0 for real examples and 0.0 for
     padding, so sums weighted by the mask are exact. `num_steps` must be the same on every
-    process (the longest shard's count) so the collective eval step runs in lockstep.
+    process (the longest shard's count) so the collective eval step runs in lockstep. A bad
+    record is replaced by the next readable one (:func:`read_or_replace`) and counted.
     """
-    for step in range(num_steps):
-        parts = []
-        for shard in shards:
-            n = _length(shard)
+    lengths = [len(s) if not max_examples_per_shard else min(len(s), max_examples_per_shard)
+               for s in shards]
+    bad_records = BadRecords(max_bad_fraction, dataset_size=sum(lengths),
+                             what="evaluation data")
+    probe, _ = read_batch(shards[0], [0], reading)  # shapes and dtypes of an empty part
+
+    def make(step: int) -> Batch:
+        parts, bad = [], []
+        for shard, n in zip(shards, lengths, strict=True):
             start = step * batch_per_shard
             stop = min(start + batch_per_shard, n)
             real = max(stop - start, 0)
-            part = {}
-            for k, v in shard.items():
-                chunk = v[start:stop] if real else v[:0]
-                pad = np.zeros((batch_per_shard - real, *v.shape[1:]), v.dtype)
-                part[k] = np.concatenate([chunk, pad])
+            part, b = read_batch(shard, range(start, stop), reading) if real else (
+                {k: v[:0] for k, v in probe.items()}, [])
+            bad.extend(b)
+            part = {k: np.concatenate([v, np.zeros((batch_per_shard - real, *v.shape[1:]),
+                                                   v.dtype)]) for k, v in part.items()}
             part["mask"] = (np.arange(batch_per_shard) < real).astype(np.float32)
             parts.append(part)
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         mask = batch.pop("mask")
         batch = preprocess(batch)
         batch["mask"] = mask
-        yield batch
+        batch["_bad"], batch["_read"] = bad, int(mask.sum())
+        return batch
 
+    for batch in _grain_iter(grain.MapDataset.range(num_steps).map(make), 0, threads):
+        bad_records.add(batch.pop("_read"), batch.pop("_bad"))
+        yield batch

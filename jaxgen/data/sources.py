@@ -1,4 +1,8 @@
-"""Where examples come from: a TFDS dataset (sharded per host) or deterministic toy images."""
+"""TFDS datasets as record sources (sharded per process): random access when prepared as
+ArrayRecord, in memory when prepared as TFRecord (which only reads sequentially).
+
+Only this module (and :mod:`fashion_mnist`) imports TFDS, and TensorFlow under it.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxgen.data import IMAGE_SOURCES, fashion_mnist
-from jaxgen.data.pipeline import Batch, synthetic_images
+from jaxgen.data import fashion_mnist
+from jaxgen.data.records import ArraySource, RecordRange, SourceInfo, contiguous_range
 
 
 def get_tfds_builder(
@@ -36,8 +40,8 @@ def get_tfds_builder(
         if not download:
             raise fashion_mnist.DatasetNotFoundError(
                 f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; prepare it with "
-                f"`tfds build {name} --data_dir=...` or pass --config.data.download=True."
-            )
+                f"`tfds build {name} --file_format=array_record --data_dir=...` (ArrayRecord: "
+                "streamed by random access) or pass --config.data.download=True.")
         builder.download_and_prepare()
     return builder
 
@@ -110,9 +114,61 @@ def named_file_errors(builder: tfds.core.DatasetBuilder, name: str, split: str) 
         ) from None
 
 
-def load_image_shards(
+def _feature_keys(builder, name: str, image_key: str, label_key: str) -> tuple[str, str | None]:
+    """The image feature and the label feature (None: no labels) of a TFDS dataset: the named
+    ones, or found from its features (the first ``Image``; ``label`` or the first
+    ``ClassLabel``); ``label_key="none"`` reads no labels."""
+    features = builder.info.features
+    kinds = {k: type(v).__name__ for k, v in features.items()}
+    listing = ", ".join(f"{k} ({t})" for k, t in kinds.items())
+    if image_key:
+        if image_key not in features:
+            raise ValueError(f"data.image_key={image_key!r} is not a feature of {name}; its "
+                             f"features: {listing}.")
+    else:
+        images = [k for k, v in features.items() if isinstance(v, tfds.features.Image)]
+        if not images:
+            raise ValueError(f"TFDS dataset {name} has no image feature; its features: "
+                             f"{listing}. Name one with --config.data.image_key.")
+        image_key = images[0]
+    if label_key == "none":
+        return image_key, None
+    if label_key:
+        if label_key not in features:
+            raise ValueError(f"data.label_key={label_key!r} is not a feature of {name}; its "
+                             f"features: {listing}.")
+        return image_key, label_key
+    labels = [k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)]
+    return image_key, ("label" if "label" in labels else (labels[0] if labels else None))
+
+
+class FeatureSource:
+    """A TFDS data source's records reduced to ``{"image", "label"?}``."""
+
+    def __init__(self, source, image_key: str, label_key: str | None, name: str):
+        self.source, self.image_key, self.label_key, self.name = (source, image_key,
+                                                                  label_key, name)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict:
+        record = self.source[i]
+        out = {"image": np.asarray(record[self.image_key])}
+        if self.label_key is not None:
+            out["label"] = int(record[self.label_key])
+        return out
+
+    def describe(self, i: int) -> str:
+        return f"record {i} of {self.name}"
+
+
+def is_array_record(builder) -> bool:
+    return str(getattr(builder.info, "file_format", "")).lower().endswith("array_record")
+
+
+def tfds_shards(
     *,
-    source: str,
     name: str,
     split: str,
     num_shards: int,
@@ -120,32 +176,49 @@ def load_image_shards(
     data_dir: str | None = None,
     local_dir: str = fashion_mnist.DEBIAN_DIR,
     download: bool = False,
-    synthetic_examples: int = 256,
-    image_shape: Sequence[int] = (28, 28, 1),
-    seed: int = 0,
-) -> list[Batch]:
-    """Load the shards `shard_ids` of `split` (out of `num_shards` even shards) into memory.
+    image_key: str = "",
+    label_key: str = "",
+) -> tuple[list, SourceInfo]:
+    """The shards `shard_ids` (of `num_shards`) of a TFDS split as record sources, and what the
+    split holds (image shape, class names) from the dataset's features.
 
-    Returns one dict per shard with ``"image"`` (uint8 [N, H, W, C]) and ``"label"`` ([N]).
-    Only the listed shards are read from disk. A damaged file of a prepared TFDS dataset is a
-    :class:`fashion_mnist.DatasetFileError` naming it (:func:`named_file_errors`).
+    Prepared as ArrayRecord: ``builder.as_data_source`` cut into contiguous ranges, read by
+    random access (nothing held). Prepared as TFRecord: this process's shards
+    (``tfds.even_splits``) are read into memory once — fine for Fashion-MNIST-sized data; for
+    more, prepare the dataset as ArrayRecord (the log line says how). A damaged file of a
+    TFRecord dataset is a :class:`fashion_mnist.DatasetFileError` naming it.
     """
-    if source == "synthetic":
-        per_shard = synthetic_examples // num_shards
-        split_seed = {"train": 0, "test": 1}.get(split.split("[")[0], 2)
-        return [
-            synthetic_images(per_shard, image_shape, seed=(seed, split_seed, i))
-            for i in shard_ids
-        ]
-    if source != "tfds":
-        raise ValueError(f"unknown data source {source!r}; choose one of {IMAGE_SOURCES}.")
     builder = get_tfds_builder(name, data_dir=data_dir, local_dir=local_dir, download=download)
+    image_key, label_key = _feature_keys(builder, name, image_key, label_key)
+    features = builder.info.features
+    shape = tuple(features[image_key].shape)
+    names = tuple(features[label_key].names) if label_key and hasattr(
+        features[label_key], "names") else ()
+    info = SourceInfo(image_shape=shape, class_names=names)
+    if split not in builder.info.splits:
+        raise ValueError(f"TFDS dataset {name} has no split {split!r}; its splits: "
+                         f"{', '.join(builder.info.splits)}.")
+    if is_array_record(builder):
+        whole = FeatureSource(builder.as_data_source(split=split), image_key, label_key,
+                              f"{name} {split}")
+        if len(whole) < num_shards:
+            raise ValueError(f"{name} {split} holds {len(whole)} records, fewer than the "
+                             f"{num_shards} data shards.")
+        return [RecordRange(whole, *contiguous_range(len(whole), num_shards, i))
+                for i in shard_ids], info
     subsplits = tfds.even_splits(split, n=num_shards)
+    fixed = None not in shape
+    keys = [image_key] + ([label_key] if label_key else [])
     shards = []
     for i in shard_ids:
         with named_file_errors(builder, name, split):
-            # Large finite batches (not batch_size=-1, which aborts under tfds.testing.mock_data).
-            chunks = list(tfds.as_numpy(builder.as_dataset(split=subsplits[i],
-                                                           batch_size=10_000)))
-        shards.append({k: np.concatenate([c[k] for c in chunks]) for k in ("image", "label")})
-    return shards
+            ds = builder.as_dataset(split=subsplits[i]).map(lambda ex: {k: ex[k] for k in keys})
+            if fixed:  # large finite batches (batch_size=-1 aborts under tfds mock data)
+                chunks = list(tfds.as_numpy(ds.batch(10_000)))
+                arrays = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
+            else:  # sizes vary: one array per image
+                rows = list(tfds.as_numpy(ds))
+                arrays = {k: [r[k] for r in rows] for k in keys}
+        shards.append(ArraySource(arrays[image_key], arrays[label_key] if label_key else None,
+                                  name=f"{name} {subsplits[i]}"))
+    return shards, info

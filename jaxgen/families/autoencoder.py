@@ -231,8 +231,8 @@ class Autoencoder(Family):
             cls = VariationalAutoencoder if config.model.variational else DeterministicAutoencoder
         return super().__new__(cls)
 
-    def __init__(self, config: AutoencoderConfig, *, image_shape):
-        super().__init__(config, image_shape=image_shape)
+    def __init__(self, config: AutoencoderConfig, *, image_shape, num_classes: int = 0):
+        super().__init__(config, image_shape=image_shape, num_classes=num_classes)
         m = config.model
         if m.variational != self.variational:
             raise ConfigError(f"{type(self).__name__} needs model.variational="

@@ -142,12 +142,13 @@ class Family(abc.ABC):
     samplers: ClassVar[tuple[str, ...]] = ()
     directions: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Any, *, image_shape: tuple[int, int, int]):
+    def __init__(self, config: Any, *, image_shape: tuple[int, int, int], num_classes: int = 0):
         if not isinstance(config, self.Config):
             raise TypeError(f"the {self.name} family takes a {self.Config.__name__}, got "
                             f"{type(config).__name__}.")
         self.config = config
         self.image_shape = tuple(image_shape)
+        self.num_classes = num_classes  # of the data (0: unlabelled)
 
     def make_optimizers(self, optimizer: OptimizerConfig, num_steps: int) -> Any:
         """What :meth:`init` takes as ``tx`` for a run of `num_steps` steps (0: not training):

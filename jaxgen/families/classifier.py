@@ -44,14 +44,15 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierModel:
-    num_classes: int = 10
+    num_classes: int = 0  # 0: the data's classes
     widths: tuple[int, ...] = (32, 64)
     feature_dim: int = 128
     conv_dropout: float = 0.25
     dense_dropout: float = 0.5
 
     def __post_init__(self):
-        check_number("model.num_classes", self.num_classes, low=2, integer=True)
+        if self.num_classes:
+            check_number("model.num_classes", self.num_classes, low=2, integer=True)
         check_number("model.feature_dim", self.feature_dim, low=1, integer=True)
         if not self.widths:
             check_number("len(model.widths)", 0, low=1, integer=True)
@@ -74,15 +75,23 @@ class Classifier(Family):
     Config = ClassifierConfig
     input_range = "unit"
 
-    def __init__(self, config: ClassifierConfig, *, image_shape):
-        super().__init__(config, image_shape=image_shape)
+    def __init__(self, config: ClassifierConfig, *, image_shape, num_classes: int = 0):
+        super().__init__(config, image_shape=image_shape, num_classes=num_classes)
         m = config.model
         factor = 2 ** len(m.widths)
         if self.image_shape[0] % factor or self.image_shape[1] % factor:
             raise ConfigError(f"images of {self.image_shape[0]}×{self.image_shape[1]} do not fit "
                               f"a classifier with {len(m.widths)} pooling stages: height and "
                               f"width must be divisible by {factor}.")
-        self.model = ClassifierModule(num_classes=m.num_classes, widths=m.widths,
+        classes = m.num_classes or num_classes
+        if classes < 2:
+            raise ConfigError("the classifier needs labelled data with at least 2 classes (a "
+                              "TFDS dataset with a ClassLabel feature, or a folder with one "
+                              f"subfolder per class); this data has {classes}.")
+        if m.num_classes and num_classes and m.num_classes < num_classes:
+            raise ConfigError(f"model.num_classes={m.num_classes} is fewer than the data's "
+                              f"{num_classes} classes; set it to 0 to take the data's.")
+        self.model = ClassifierModule(num_classes=classes, widths=m.widths,
                                       feature_dim=m.feature_dim, conv_dropout=m.conv_dropout,
                                       dense_dropout=m.dense_dropout, axis_name=AXIS)
 

@@ -159,8 +159,8 @@ class CycleGAN(Family):
     data_kind = "unpaired"
     directions = tuple(DIRECTIONS)
 
-    def __init__(self, config: CycleGANConfig, *, image_shape):
-        super().__init__(config, image_shape=image_shape)
+    def __init__(self, config: CycleGANConfig, *, image_shape, num_classes: int = 0):
+        super().__init__(config, image_shape=image_shape, num_classes=num_classes)
         m = config.model
         self.generator = ResnetGenerator(num_blocks=m.num_blocks, features=m.generator_features,
                                          out_channels=self.image_shape[-1])

@@ -125,8 +125,8 @@ class Diffusion(Family):
     Config = DiffusionConfig
     samplers = SAMPLERS
 
-    def __init__(self, config: DiffusionConfig, *, image_shape):
-        super().__init__(config, image_shape=image_shape)
+    def __init__(self, config: DiffusionConfig, *, image_shape, num_classes: int = 0):
+        super().__init__(config, image_shape=image_shape, num_classes=num_classes)
         d, m = config.diffusion, config.model
         self.schedule = diffusion.make_schedule(
             d.schedule, num_timesteps=d.num_timesteps, beta_start=d.beta_start,

@@ -185,8 +185,8 @@ class GAN(Family):
     Config = GANConfig
     samplers = ("prior",)
 
-    def __init__(self, config: GANConfig, *, image_shape):
-        super().__init__(config, image_shape=image_shape)
+    def __init__(self, config: GANConfig, *, image_shape, num_classes: int = 0):
+        super().__init__(config, image_shape=image_shape, num_classes=num_classes)
         size, _, channels = self.image_shape
         m = config.model
         self.generator = Generator(latent_dim=m.latent_dim, features=m.generator_features,

@@ -3,7 +3,7 @@
 from jaxgen.training.checkpoint import Checkpointer, CheckpointError
 from jaxgen.training.history_pool import HistoryPool
 from jaxgen.training.keys import AXIS, device_key, per_example_keys, split_named, step_key
-from jaxgen.training.loop import NonFiniteLossError, fit
+from jaxgen.training.loop import NonFiniteLossError, batches_of, fit
 from jaxgen.training.optim import OptimizerConfig, OptimizerOverrides, make_optimizer
 from jaxgen.training.parallel import PARALLEL_MODES, DataParallel, RetraceError, with_step_key
 from jaxgen.training.state import TrainState, TwoPlayerState
@@ -26,6 +26,7 @@ __all__ = [
     "TrainState",
     "TwoPlayerState",
     "device_key",
+    "batches_of",
     "fit",
     "gradient_update",
     "image_grid",

@@ -8,11 +8,13 @@ checkpoints periodically, and returns the final state on the host.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -113,11 +115,21 @@ def _window_means(window: list, parallel: DataParallel, done: int,
     return means
 
 
+@dataclasses.dataclass(frozen=True)
+class _Failed:
+    error: Exception
+
+
+def batches_of(batch_for_step: Callable[[int], Batch]) -> Callable[[int], Iterator[Batch]]:
+    """:func:`fit`'s ``batches`` from a function of the step index (``step -> batch``)."""
+    return lambda start: map(batch_for_step, itertools.count(start))
+
+
 def fit(
     *,
     state: Any,
     train_step: Callable,
-    batch_for_step: Callable[[int], Batch],
+    batches: Callable[[int], Iterable[Batch]],
     parallel: DataParallel,
     train_key: jax.Array,
     num_steps: int,
@@ -136,7 +148,9 @@ def fit(
         ``jax.eval_shape``) when a checkpoint exists: the latest checkpoint replaces it,
         read straight onto the devices.
       train_step: ``parallel.compile(with_step_key(body))``: ``(state, batch, train_key)``.
-      batch_for_step: returns this process's part of the global batch for a step index.
+      batches: ``batches(start)`` yields this process's part of the global batch of each
+        step from `start` on (e.g. ``TrainBatches.iterate``). The next batch is read and
+        copied to the devices while the current step runs.
       parallel: places states and batches on the devices.
       train_key: the run's training key; each step folds in its step number.
       num_steps: total number of updates of the run (not of this invocation).
@@ -177,11 +191,29 @@ def fit(
                dynamic_ncols=True, unit="step")
     window_start = time.perf_counter()
     done = start
+    host_batches = iter(batches(start))
+
+    def next_batch(step: int):
+        """The batch of `step`, placed on the devices (the copy runs asynchronously); a
+        failure to read it is kept and raised when the batch is needed, so the step that runs
+        meanwhile still finishes and saves."""
+        try:
+            batch = next(host_batches, None)
+            if batch is None:
+                raise ValueError(f"the batches ended before step {step} of {num_steps}.")
+            return parallel.shard_batch(batch)
+        except Exception as e:  # noqa: BLE001 (re-raised below, at its step)
+            return _Failed(e)
+
     try:
         with preemption_notice() as preempted:
+            upcoming = next_batch(start) if start < num_steps else None
             for step in range(start, num_steps):
-                batch = parallel.shard_batch(batch_for_step(step))
-                device_state, metrics = train_step(device_state, batch, train_key)
+                if isinstance(upcoming, _Failed):
+                    raise upcoming.error
+                device_state, metrics = train_step(device_state, upcoming, train_key)
+                # Dispatch is asynchronous: read and place the next batch while this step runs.
+                upcoming = next_batch(step + 1) if step + 1 < num_steps else None
                 window.append(metrics)  # device arrays: no host sync per step
                 window_steps += 1
                 done = step + 1

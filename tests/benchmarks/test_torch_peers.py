@@ -29,7 +29,7 @@ def initial_state(name):
     run, family_config = settings.from_config_dict(config(name))
     cls = families.get(run.family)
     data = KINDS[cls.data_kind][1](run.data, input_range=cls.input_range, seed=run.seed)
-    family = cls(family_config, image_shape=data.image_shape)
+    family = cls(family_config, image_shape=data.image_shape, num_classes=data.num_classes)
     return jax.eval_shape(lambda: family.init(jax.random.key(0), optax.adam(1e-3)))
 
 

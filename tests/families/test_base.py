@@ -26,7 +26,7 @@ def test_init_traces_each_network_once(name, monkeypatch):
     _, config = settings.from_config_dict(load_config(f"tiny/{name}", {}))
 
     def init(seed):
-        family = families.get(name)(config, image_shape=(16, 16, 1))
+        family = families.get(name)(config, image_shape=(16, 16, 1), num_classes=10)
         return family.init(jax.random.key(seed), optax.sgd(0.1))
 
     first = init(0)

@@ -13,7 +13,8 @@ import pytest
 
 from experiments import runner, settings
 from jaxgen import families
-from jaxgen.training import Checkpointer, DataParallel, NonFiniteLossError, fit, with_step_key
+from jaxgen.training import (Checkpointer, DataParallel, NonFiniteLossError, batches_of, fit,
+                             with_step_key)
 from tests.experiments.helpers import load_config
 
 NAMES = families.names()
@@ -124,9 +125,9 @@ def test_resume_after_a_crash_is_exact(name, tmp_path, trained):
                   checkpointer=r.checkpointer, writer=r.writer, log_every=1, progress=False)
     initial = r.initial_state(3)  # one state: its optimizer is part of the step's signature
     with pytest.raises(RuntimeError, match="simulated crash"):
-        fit(state=initial, batch_for_step=crash_at_2, **common)
+        fit(state=initial, batches=batches_of(crash_at_2), **common)
     assert r.checkpointer.latest_step() == 2
-    resumed, _, _ = fit(state=initial, batch_for_step=loader.batch, **common)
+    resumed, _, _ = fit(state=initial, batches=batches_of(loader.batch), **common)
     r.close()
     ref = Checkpointer(os.path.join(straight_dir, "checkpoints"), every_steps=2, keep=3,
                        read_only=True)
@@ -150,7 +151,7 @@ def test_non_finite_loss_stops_without_a_checkpoint(name, tmp_path):
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         fit(state=r.initial_state(3),
             train_step=r.compiled("train", with_step_key(r.family.train_body), donate=True),
-            batch_for_step=poisoned, parallel=r.parallel, train_key=r.keys["train"],
+            batches=batches_of(poisoned), parallel=r.parallel, train_key=r.keys["train"],
             num_steps=3, checkpointer=r.checkpointer, writer=r.writer, log_every=1,
             progress=False)
     assert r.checkpointer.latest_step() is None  # step 2 would have been the first save

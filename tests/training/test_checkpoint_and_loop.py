@@ -17,6 +17,7 @@ from jaxgen.training import (
     MetricWriter,
     NonFiniteLossError,
     TrainState,
+    batches_of,
     fit,
     with_step_key,
 )
@@ -56,7 +57,7 @@ def train(workdir, num_steps, poison_from=None, every=2):
     writer = MetricWriter(workdir)
     try:
         return fit(state=toy_state(), train_step=parallel.compile(with_step_key(toy_body)),
-                   batch_for_step=batches(poison_from), parallel=parallel,
+                   batches=batches_of(batches(poison_from)), parallel=parallel,
                    train_key=jax.random.key(0), num_steps=num_steps, checkpointer=ckpt,
                    writer=writer, log_every=1, progress=False)
     finally:
@@ -199,7 +200,7 @@ def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path):
     plain = batches()
 
     def preempting(step):
-        if step == 2:  # the batch of the third step
+        if step == 3:  # the fourth batch, read ahead while the third step runs
             os.kill(os.getpid(), signal.SIGTERM)
         return plain(step)
 
@@ -210,7 +211,7 @@ def test_sigterm_saves_at_the_step_boundary_and_resumes_exactly(tmp_path):
         with pytest.raises(TrainingInterrupted, match=r"preempted \(SIGTERM\) after step 3: "
                                                       r"saved checkpoint 3") as info:
             fit(state=toy_state(), train_step=parallel.compile(with_step_key(toy_body)),
-                batch_for_step=preempting, parallel=parallel, train_key=jax.random.key(0),
+                batches=batches_of(preempting), parallel=parallel, train_key=jax.random.key(0),
                 num_steps=8, checkpointer=ckpt, writer=MetricWriter(workdir), log_every=1,
                 progress=False)
         assert info.value.exit_code == 143
