@@ -50,7 +50,7 @@ MODELS = {
     "ddpm_cifar10_fp32": ("ddpm_cifar10", (128,), {"model.dtype": "float32"}),
     "dcgan_fmnist": ("dcgan_fmnist", (64,), {}),
     "dcgan_64": ("dcgan_fmnist", (64, 128),  # the paper's 64×64 RGB model
-                 {"data.image_size": 64, "data.image_shape": (64, 64, 3),
+                 {"data.image_size": 64, "data.channels": 3,
                   "model.generator_features": 64, "model.discriminator_features": 64}),
     "cyclegan_fmnist": ("cyclegan_fmnist", (8,), {}),
     "cyclegan_256": ("cyclegan_monet", (1, 4), {}),
