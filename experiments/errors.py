@@ -13,6 +13,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message explains the fault and its fix."""
     from jaxgen.data.fashion_mnist import DatasetFileError, DatasetNotFoundError
     from jaxgen.data.image_io import ImageFileError
+    from jaxgen.data.loaders import TooManyBadRecords
     from jaxgen.training import CheckpointError, NonFiniteLossError
     from jaxgen.training.checkpoint import WorkdirLockedError
     from jaxgen.validation import ConfigError
@@ -20,7 +21,8 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     # OSError: a path the user named (a workdir under a file, a read-only folder, a missing
     # image folder); its message names the path.
     return (ConfigError, CheckpointError, NonFiniteLossError, WorkdirLockedError,
-            DatasetFileError, DatasetNotFoundError, ImageFileError, FloatingPointError, OSError)
+            DatasetFileError, DatasetNotFoundError, ImageFileError, TooManyBadRecords,
+            FloatingPointError, OSError)
 
 
 def one_line(e: BaseException) -> str:

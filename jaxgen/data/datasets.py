@@ -28,10 +28,19 @@ import numpy as np
 
 from jaxgen.data import DEBIAN_DIR, IMAGE_SOURCES, pipeline, sharding
 from jaxgen.data.loaders import Reading, TrainBatches, augment, eval_batches, read_batch
-from jaxgen.data.records import (RESIZE_MODES, ArraySource, FolderSource, RecordRange,
-                                 SourceInfo, contiguous_range, first_image, scan_folder,
-                                 split_listing)
-from jaxgen.data.unpaired import DOMAINS, SOURCES as UNPAIRED_STORED
+from jaxgen.data.records import (
+    RESIZE_MODES,
+    ArraySource,
+    FolderSource,
+    RecordRange,
+    SourceInfo,
+    contiguous_range,
+    first_image,
+    scan_folder,
+    split_listing,
+)
+from jaxgen.data.unpaired import DOMAINS
+from jaxgen.data.unpaired import SOURCES as UNPAIRED_STORED
 from jaxgen.validation import ConfigError, check_choice, check_number
 
 # The unpaired sources read from storage, and toy images made here.
@@ -153,7 +162,7 @@ class _Data:
         for domain, shards in opened.items():
             for i, s in zip(self.shard_ids, shards, strict=True):
                 if len(s) == 0:
-                    raise ValueError(f"shard {i} of the {split} split ({domain}) is empty: "
+                    raise ConfigError(f"shard {i} of the {split} split ({domain}) is empty: "
                                      f"fewer examples than the {self.num_shards} data shards.")
         return opened
 
@@ -391,7 +400,7 @@ class UnpairedData(_Data):
                     "data.root.")
             whole = FolderSource(scan_folder(folder))
             if len(whole) < self.num_shards:
-                raise ValueError(f"{folder} holds {len(whole)} images, fewer than the "
+                raise ConfigError(f"{folder} holds {len(whole)} images, fewer than the "
                                  f"{self.num_shards} data shards.")
             out[domain] = [RecordRange(whole, *contiguous_range(len(whole), self.num_shards, i))
                            for i in self.shard_ids]
@@ -413,7 +422,7 @@ class UnpairedData(_Data):
             for domain, cls in zip(DOMAINS, (c.class_x, c.class_y), strict=True):
                 chosen = every["image"][every["label"] == cls]
                 if not len(chosen):
-                    raise ValueError(f"shard {i} of fashion_mnist {split} has no {domain} "
+                    raise ConfigError(f"shard {i} of fashion_mnist {split} has no {domain} "
                                      f"examples (class {cls}).")
                 out[domain].append(ArraySource(chosen, name=f"fashion_mnist class {cls}"))
         return out

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from jaxgen.data import image_io
+from jaxgen.validation import ConfigError
 
 # Every extension Pillow decodes that image folders commonly hold (lower-case).
 FOLDER_EXTENSIONS = image_io.IMAGE_EXTENSIONS
@@ -149,11 +150,11 @@ def scan_folder(folder: str, *, class_names: Sequence[str] | None = None) -> Fol
         index = {n: i for i, n in enumerate(names)}
         unknown = sorted(set(tops) - set(index))
         if unknown:
-            raise ValueError(f"{folder} has class folders {unknown[:3]} that the training "
+            raise ConfigError(f"{folder} has class folders {unknown[:3]} that the training "
                              f"split does not have (its classes: {list(names)[:5]}...).")
         labels = np.asarray([index[t] for t in tops], np.int32)
     elif class_names:
-        raise ValueError(f"{folder} has images outside class subfolders, but the training "
+        raise ConfigError(f"{folder} has images outside class subfolders, but the training "
                          "split has classes; put every image in a class folder.")
     return FolderListing(folder, np.asarray([f.encode() for f in files]), labels, names)
 
@@ -167,7 +168,7 @@ def split_listing(listing: FolderListing, test_fraction: float) -> dict[str, Fol
     out = {}
     for split, keep in (("train", ~test), ("test", test)):
         if not keep.any():
-            raise ValueError(
+            raise ConfigError(
                 f"data.test_fraction={test_fraction} leaves no {split} image among the "
                 f"{len(listing.files)} files of {listing.root}; change data.test_fraction or "
                 "make train/ and test/ folders.")
@@ -255,7 +256,7 @@ def first_image(source, tries: int = 32) -> np.ndarray:
             raise
         except Exception as e:  # noqa: BLE001
             errors.append(f"{getattr(source, 'describe', str)(i)}: {e}")
-    raise ValueError(f"none of the first {len(errors)} records can be read: {errors[0]}")
+    raise ConfigError(f"none of the first {len(errors)} records can be read: {errors[0]}")
 
 
 class BadRecord(Exception):

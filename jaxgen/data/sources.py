@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from jaxgen.data import fashion_mnist
 from jaxgen.data.records import ArraySource, RecordRange, SourceInfo, contiguous_range
+from jaxgen.validation import ConfigError
 
 
 def get_tfds_builder(
@@ -123,19 +124,19 @@ def _feature_keys(builder, name: str, image_key: str, label_key: str) -> tuple[s
     listing = ", ".join(f"{k} ({t})" for k, t in kinds.items())
     if image_key:
         if image_key not in features:
-            raise ValueError(f"data.image_key={image_key!r} is not a feature of {name}; its "
+            raise ConfigError(f"data.image_key={image_key!r} is not a feature of {name}; its "
                              f"features: {listing}.")
     else:
         images = [k for k, v in features.items() if isinstance(v, tfds.features.Image)]
         if not images:
-            raise ValueError(f"TFDS dataset {name} has no image feature; its features: "
+            raise ConfigError(f"TFDS dataset {name} has no image feature; its features: "
                              f"{listing}. Name one with --config.data.image_key.")
         image_key = images[0]
     if label_key == "none":
         return image_key, None
     if label_key:
         if label_key not in features:
-            raise ValueError(f"data.label_key={label_key!r} is not a feature of {name}; its "
+            raise ConfigError(f"data.label_key={label_key!r} is not a feature of {name}; its "
                              f"features: {listing}.")
         return image_key, label_key
     labels = [k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)]
@@ -196,13 +197,13 @@ def tfds_shards(
         features[label_key], "names") else ()
     info = SourceInfo(image_shape=shape, class_names=names)
     if split not in builder.info.splits:
-        raise ValueError(f"TFDS dataset {name} has no split {split!r}; its splits: "
+        raise ConfigError(f"TFDS dataset {name} has no split {split!r}; its splits: "
                          f"{', '.join(builder.info.splits)}.")
     if is_array_record(builder):
         whole = FeatureSource(builder.as_data_source(split=split), image_key, label_key,
                               f"{name} {split}")
         if len(whole) < num_shards:
-            raise ValueError(f"{name} {split} holds {len(whole)} records, fewer than the "
+            raise ConfigError(f"{name} {split} holds {len(whole)} records, fewer than the "
                              f"{num_shards} data shards.")
         return [RecordRange(whole, *contiguous_range(len(whole), num_shards, i))
                 for i in shard_ids], info

@@ -1,9 +1,9 @@
 """Unpaired two-domain data for CycleGAN (Zhu et al. 2017, arXiv:1703.10593).
 
 Convention (DESIGN.md): X = photos (domain ``"x"``), Y = Monet paintings (domain ``"y"``);
-G: X → Y, F: Y → X. :class:`jaxgen.data.datasets.UnpairedData` opens this process's shards of both domains as
-record sources, ``{"x": [shard, ...], "y": [shard, ...]}``; the domains may have different
-sizes. Which stored domain (A or B) becomes X:
+G: X → Y, F: Y → X. :class:`jaxgen.data.datasets.UnpairedData` opens this process's shards
+of both domains as record sources, ``{"x": [shard, ...], "y": [shard, ...]}``; the domains may
+have different sizes. Which stored domain (A or B) becomes X:
 
 - ``"tfds"`` — TFDS ``cycle_gan/<a>2<b>`` (default ``monet2photo``) builds split ``trainA`` /
   ``testA`` from the archive's ``trainA/`` (<a>: Monet, 1,072 train) and ``trainB`` / ``testB``
