@@ -199,7 +199,9 @@ class BadRecords:
         self.first: list[str] = []
 
     def add(self, read: int, bad: Sequence[tuple[str, str]]) -> None:
-        self.read += read
+        """`read` examples were made, meeting the records `bad` on the way (each a read too,
+        so the bad share is at most 1)."""
+        self.read += read + len(bad)
         self.bad += len(bad)
         for where, why in bad:
             if len(self.first) < self.SHOWN and where not in self.first:

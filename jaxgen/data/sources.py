@@ -132,6 +132,10 @@ def _feature_keys(builder, name: str, image_key: str, label_key: str) -> tuple[s
             raise ConfigError(f"TFDS dataset {name} has no image feature; its features: "
                              f"{listing}. Name one with --config.data.image_key.")
         image_key = images[0]
+    shape = tuple(getattr(features[image_key], "shape", None) or ())
+    if len(shape) != 3:  # a Tensor or Text feature named as the image
+        raise ConfigError(f"data.image_key={image_key!r} of {name} has shape {shape}, not an "
+                         f"image's (H, W, C); its features: {listing}.")
     if label_key == "none":
         return image_key, None
     if label_key:
