@@ -59,9 +59,6 @@ def data_flags(data) -> list[str]:
 def _shape_flags(data, *, synthetic: bool) -> list[str]:
     if getattr(data, "crop_size", None):  # CycleGAN's synthetic domains
         size, channels, resize = data.crop_size, getattr(data, "channels", 0), "crop"
-    elif getattr(data, "image_shape", None) is not None:  # settings that fix the stored shape
-        shape = ",".join(map(str, data.image_shape))
-        return [f"--config.data.image_shape={shape}"] if synthetic else []
     else:
         size, channels = getattr(data, "image_size", 0), getattr(data, "channels", 0)
         resize = getattr(data, "resize", "crop")

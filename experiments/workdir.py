@@ -25,7 +25,8 @@ MAY_CHANGE = ("train.num_steps", "train.num_epochs", "train.log_every", "train.e
               "train.checkpoint_every", "train.keep_checkpoints", "train.async_checkpoints",
               "train.progress",
               "train.parallel", "eval.", "sampling.", "translate.", "data.data_dir",
-              "data.local_dir", "data.download", "data.root")
+              "data.local_dir", "data.download", "data.root", "data.path", "data.workers",
+              "data.threads", "data.max_bad_fraction")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -42,7 +43,8 @@ def _flat_record(record: dict) -> dict:
 
 
 # Settings that may differ between the processes of one job (paths on each host, the bar).
-HOST_LOCAL = ("data.data_dir", "data.local_dir", "data.root", "train.progress")
+HOST_LOCAL = ("data.data_dir", "data.local_dir", "data.root", "data.path", "data.workers",
+              "data.threads", "train.progress")
 
 
 def check_same_settings(record: dict) -> None:

@@ -274,6 +274,8 @@ class ImageData(_Data):
             listed = scan_folder(train)
             return {"train": listed,
                     "test": scan_folder(test, class_names=listed.class_names or None)}
+        if os.path.isdir(train):  # DIR/train alone: its files, a test split held out
+            path = train
         return split_listing(scan_folder(path), self.config.test_fraction)
 
     @functools.cached_property
@@ -398,7 +400,7 @@ class UnpairedData(_Data):
                     f"data.root={c.root} has no {part}/ folder; CycleGAN's folders source "
                     "needs trainA/ and trainB/ (and testA/, testB/ for evaluation) under "
                     "data.root.")
-            whole = FolderSource(scan_folder(folder))
+            whole = FolderSource(scan_folder(folder, setting="data.root"))
             if len(whole) < self.num_shards:
                 raise ConfigError(f"{folder} holds {len(whole)} images, fewer than the "
                                  f"{self.num_shards} data shards.")

@@ -208,8 +208,13 @@ class BadRecords:
                 self.first.append(where)
                 print(f"{self.what}: skipped bad record {where} ({why}); replaced by the next "
                       "readable record", file=sys.stderr)
-        if self.bad and self.read >= self.min_read and (
-                self.bad > self.max_bad_fraction * self.read):
+        if self.read >= self.min_read:
+            self.check()
+
+    def check(self) -> None:
+        """Stop (:class:`TooManyBadRecords`) when the bad share exceeds the limit; called once
+        enough records were read, and at the end of a read however few."""
+        if self.bad and self.bad > self.max_bad_fraction * self.read:
             raise TooManyBadRecords(
                 f"{self.what}: {self.bad} of the {self.read} records read are bad, more than "
                 f"data.max_bad_fraction={self.max_bad_fraction}; the first: "
@@ -326,6 +331,7 @@ class TrainBatches:
             if self.workers:  # out of grain's shared memory, whose views break at exit
                 batch = {k: np.array(v) for k, v in batch.items()}
             yield batch
+        self.bad_records.check()
 
 
 def eval_batches(
@@ -375,3 +381,4 @@ def eval_batches(
     for batch in _grain_iter(grain.MapDataset.range(num_steps).map(make), 0, threads):
         bad_records.add(batch.pop("_read"), batch.pop("_bad"))
         yield batch
+    bad_records.check()

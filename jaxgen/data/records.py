@@ -123,7 +123,8 @@ def _walk(folder: str) -> list[str]:
     return sorted(found)
 
 
-def scan_folder(folder: str, *, class_names: Sequence[str] | None = None) -> FolderListing:
+def scan_folder(folder: str, *, class_names: Sequence[str] | None = None,
+                setting: str = "data.path") -> FolderListing:
     """List the images under `folder`; class subfolders give labels.
 
     When every image lies inside a subfolder of `folder`, the sorted subfolder names are the
@@ -134,13 +135,13 @@ def scan_folder(folder: str, *, class_names: Sequence[str] | None = None) -> Fol
       FileNotFoundError: `folder` is missing, not a folder, or holds no image file.
     """
     if not os.path.exists(folder):
-        raise FileNotFoundError(f"data.path: {folder} does not exist.")
+        raise FileNotFoundError(f"{setting}: {folder} does not exist.")
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"data.path: {folder} is a file, not a folder of images.")
+        raise FileNotFoundError(f"{setting}: {folder} is a file, not a folder of images.")
     files = _walk(folder)
     if not files:
         raise FileNotFoundError(
-            f"data.path: {folder} holds no image files ({', '.join(FOLDER_EXTENSIONS)}), "
+            f"{setting}: {folder} holds no image files ({', '.join(FOLDER_EXTENSIONS)}), "
             "nested or not.")
     tops = [f.split(os.sep, 1)[0] if os.sep in f else None for f in files]
     labels = None

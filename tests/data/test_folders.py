@@ -94,6 +94,15 @@ def test_train_and_test_folders_are_used_when_both_exist(tmp_path):
         folder_data(tmp_path).sources("test")
 
 
+def test_a_train_folder_alone_is_its_own_split_not_a_class(tmp_path):
+    generate.write_image_folder(str(tmp_path / "train"), num_images=40, size=4,
+                                classes=["cat", "dog"], fmt="png")
+    data = folder_data(tmp_path, test_fraction=0.25)
+    assert data.class_names == ("cat", "dog")  # not ("train",)
+    counts = data.describe()["num_examples"]
+    assert counts["train"] + counts["test"] == 40 and counts["test"] > 0
+
+
 def test_a_folder_without_train_and_test_is_split_by_crc_of_the_path(tmp_path):
     generate.write_image_folder(str(tmp_path), num_images=40, size=4, fmt="png")
     split = records.split_listing(records.scan_folder(str(tmp_path)), 0.25)
@@ -344,6 +353,16 @@ def test_too_many_bad_files_stop_the_run_naming_them_and_the_setting(with_bad_fi
     with pytest.raises(loaders.TooManyBadRecords, match="evaluation data: 3 of the 18"):
         list(evaluation.eval_batches("image", global_batch=5, max_examples=0,
                                      num_local_devices=1, what="eval", split="train")[0])
+
+
+def test_a_short_read_is_checked_at_its_end(with_bad_files):
+    """Fewer records read than the early-check minimum: the share is checked when the read
+    ends, so a short run on a broken folder still stops."""
+    data = folder_data(with_bad_files, image_size=4, max_bad_fraction=0.01)
+    loader = data.train_loader(5, 1)
+    assert loader.bad_records.min_read == 15
+    with pytest.raises(loaders.TooManyBadRecords, match="records read are bad"):
+        list(loader.iterate(0, 2))  # 10 examples, the first bad file among them (seed 0)
 
 
 def test_too_many_bad_files_are_a_one_line_error_from_the_cli(tmp_path):

@@ -105,8 +105,7 @@ def test_missing_classifier_names_the_command_that_trains_it(workdirs, tmp_path,
     # ... on the runs' dataset: synthetic 16x16 grey images here.
     assert (f"experiments/configs/classifier_fmnist.py --workdir {tmp_path / 'classifier'} "
             "--config.data.source=synthetic --config.data.image_") in err
-    assert ("--config.data.image_size=16 --config.data.channels=1" in err
-            or "--config.data.image_shape=16,16,1" in err)  # before the data layer's rewrite
+    assert "--config.data.image_size=16 --config.data.channels=1" in err
     assert not (tmp_path / "out").exists()
 
 
