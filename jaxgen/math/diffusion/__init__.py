@@ -1,7 +1,8 @@
 """Denoising diffusion math: schedules, forward process, losses, samplers and bits/dim.
 
 Ho et al. 2020 (DDPM, arXiv:2006.11239), Nichol & Dhariwal 2021 (cosine schedule,
-arXiv:2102.09672), Song et al. 2021 (DDIM, arXiv:2010.02502). Pure functions of arrays and
+arXiv:2102.09672), Song et al. 2021 (DDIM, arXiv:2010.02502), Lu et al. 2022 (DPM-Solver++,
+arXiv:2211.01095), Karras et al. 2022 (Heun sampler, arXiv:2206.00364). Pure functions of arrays and
 keys: no Flax, no config, no I/O.
 
 Timesteps are 0-based indices ``t ∈ {0, …, T−1}`` into the schedule tables; index ``t`` is the
@@ -13,6 +14,11 @@ from jaxgen.math.diffusion.likelihood import (
     discretized_gaussian_log_likelihood,
     prior_bpd,
     vlb_term,
+)
+from jaxgen.math.diffusion.ode_samplers import (
+    dpm_solver_pp_sample,
+    heun_sample,
+    solver_timesteps,
 )
 from jaxgen.math.diffusion.process import (
     predict_eps_from_x0,
@@ -46,6 +52,8 @@ __all__ = [
     "ddim_timesteps",
     "ddpm_sample",
     "discretized_gaussian_log_likelihood",
+    "dpm_solver_pp_sample",
+    "heun_sample",
     "l_simple",
     "linear_betas",
     "make_schedule",
@@ -60,6 +68,7 @@ __all__ = [
     "q_sample_from_noise",
     "sample_timesteps",
     "schedule_from_betas",
+    "solver_timesteps",
     "vlb_term",
     "vlb_weight",
 ]

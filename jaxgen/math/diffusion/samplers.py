@@ -3,7 +3,12 @@
 Both are pure functions over ``jax.lax.scan``, usable inside ``jax.jit``. They take the starting
 noise ``x_T`` explicitly (so a fixed ``x_T`` gives reproducible chains) and a key from which the
 per-step noise is derived as ``jax.random.fold_in(key, t)`` for each 0-based timestep ``t``; the
-key itself is never used to draw. The noise predictor is any callable
+key itself is never used to draw. The key is either one key for the whole batch (step t draws
+the noise of all ``[B, ...]`` at once from ``fold_in(key, t)``) or a batch of keys ``[B]``, one
+per example (e.g. from :func:`jaxgen.training.keys.per_example_keys`): example i then draws its
+noise ``[...]`` from ``fold_in(key[i], t)``, so its sample depends only on its own key and
+``x_T[i]``, not on the batch it is sampled in or how that batch is split over devices. The
+noise predictor is any callable
 ``eps_fn(x, t) -> eps`` with ``x: [B, ...]``, ``t: int32 [B]`` (0-based timesteps, see
 :mod:`jaxgen.math.diffusion.schedules`) and ``eps`` shaped like ``x``; close over model
 parameters, e.g. ``lambda x, t: model.apply(params, x, t)``.
@@ -51,6 +56,37 @@ def _check_start(x_T) -> None:
         raise ValueError("x_T must have a leading batch axis, shape [B, ...], got a scalar.")
 
 
+def _is_key_batch(key, batch: int) -> bool:
+    """Whether ``key`` is one key per example ``[B]`` (True) or a single key (False).
+
+    Typed keys (``jax.random.key``) have shape ``()`` alone and ``[B]`` batched; raw uint32
+    keys (``jax.random.PRNGKey``) have shape ``[k]`` alone and ``[B, k]`` batched.
+    """
+    typed = jax.dtypes.issubdtype(jnp.result_type(key), jax.dtypes.prng_key)
+    rank = np.ndim(key) - (0 if typed else 1)
+    if rank not in (0, 1):
+        raise ValueError(
+            f"key must be a single PRNG key or one key per example, shape [B]; got a key array "
+            f"of shape {np.shape(key)}."
+        )
+    if rank == 1 and np.shape(key)[0] != batch:
+        raise ValueError(
+            f"a batch of keys needs one key per example: got {np.shape(key)[0]} keys for a "
+            f"batch of {batch}."
+        )
+    return rank == 1
+
+
+def _step_noise(key: jax.Array, t: jax.Array, shape, dtype, per_example: bool) -> jax.Array:
+    """Standard normal noise of ``shape`` ``[B, ...]`` for timestep ``t``: from
+    ``fold_in(key, t)`` for a single key, or row i from ``fold_in(key[i], t)`` for keys ``[B]``
+    (``per_example``)."""
+    if per_example:
+        draw = lambda k: jax.random.normal(jax.random.fold_in(k, t), shape[1:], dtype)
+        return jax.vmap(draw)(key)
+    return jax.random.normal(jax.random.fold_in(key, t), shape, dtype)
+
+
 def ddpm_sample(
     eps_fn: EpsFn,
     schedule: Schedule,
@@ -76,7 +112,8 @@ def ddpm_sample(
       eps_fn: ε_θ(x, t) with ``x: [B, ...]`` and ``t: int32 [B]``, returning ``[B, ...]``.
       schedule: the diffusion schedule (T steps).
       x_T: the starting noise x_T ~ N(0, I), ``[B, ...]`` (e.g. ``[B, H, W, C]``).
-      key: PRNG key for the per-step noise; step t draws from ``fold_in(key, t)``.
+      key: PRNG key for the per-step noise, one key (step t draws from ``fold_in(key, t)``)
+        or one per example, ``[B]`` (example i draws from ``fold_in(key[i], t)``).
       variance: ``"small"`` (β̃_t) or ``"large"`` (β_t) (keyword-only).
       clip_x0: clip the predicted x̂₀ to [−1, 1] at every step (for data scaled to
         [−1, 1]; keyword-only).
@@ -87,6 +124,7 @@ def ddpm_sample(
     reverse._check_variance(variance)
     _check_start(x_T)
     batch = np.shape(x_T)[0]
+    per_example = _is_key_batch(key, batch)
 
     def step(x, t):
         t_batch = jnp.full((batch,), t, jnp.int32)
@@ -94,7 +132,7 @@ def ddpm_sample(
         mean, _, log_var, _ = reverse.p_mean_variance(
             schedule, x, t_batch, eps, variance=variance, clip_x0=clip_x0
         )
-        noise = jax.random.normal(jax.random.fold_in(key, t), jnp.shape(x), jnp.result_type(x))
+        noise = _step_noise(key, t, jnp.shape(x), jnp.result_type(x), per_example)
         # x₀ is the mean of the decoder, not a draw from it (Ho et al., Algorithm 2, z = 0).
         scale = jnp.where(t > 0, jnp.exp(0.5 * log_var), 0.0).astype(jnp.result_type(x))
         return mean + scale * noise, None
@@ -187,8 +225,9 @@ def ddim_sample(
       eps_fn: ε_θ(x, t) with ``x: [B, ...]`` and ``t: int32 [B]``, returning ``[B, ...]``.
       schedule: the diffusion schedule (T steps).
       x_T: the starting noise, ``[B, ...]``.
-      key: PRNG key for the per-step noise (used only when η > 0); step τ draws from
-        ``fold_in(key, τ)``.
+      key: PRNG key for the per-step noise (used only when η > 0), one key (step τ draws from
+        ``fold_in(key, τ)``) or one per example, ``[B]`` (example i draws from
+        ``fold_in(key[i], τ)``).
       num_steps: S evenly spaced timesteps (keyword-only; exclusive with ``timesteps``).
       timesteps: explicit increasing 0-based timesteps (concrete; keyword-only).
       eta: η ∈ [0, 1], a Python float (keyword-only).
@@ -203,6 +242,7 @@ def ddim_sample(
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}.")
     batch = np.shape(x_T)[0]
+    per_example = _is_key_batch(key, batch)
     dtype = jnp.result_type(x_T)
     alpha_bar = jnp.take(schedule.alphas_cumprod, ts)
     alpha_bar_prev = jnp.concatenate([jnp.ones((1,), alpha_bar.dtype), alpha_bar[:-1]])
@@ -226,7 +266,7 @@ def ddim_sample(
             eps = (x - sqrt_ab * x0) / sqrt_one_minus_ab
         x = sqrt_ab_prev * x0 + dir_c * eps
         if eta > 0.0:
-            noise = jax.random.normal(jax.random.fold_in(key, t), jnp.shape(x), dtype)
+            noise = _step_noise(key, t, jnp.shape(x), dtype, per_example)
             x = x + sigma_t * noise
         return x, None
 

@@ -102,8 +102,10 @@ def ddim_output_moments(tab, timesteps, m, s, eta):
 
 def optimal_eps_fn(schedule, m, s):
     """For x₀ ~ N(m, s²) per dimension, the best noise predictor E[ε | x_t] =
-    σ(x_t − a m)/(a²s² + σ²) with a = √ᾱ_t, σ² = 1 − ᾱ_t; ``eps_fn(x: [B, D], t: [B])``."""
-    m, s = jnp.asarray(m, jnp.float32), jnp.asarray(s, jnp.float32)
+    σ(x_t − a m)/(a²s² + σ²) with a = √ᾱ_t, σ² = 1 − ᾱ_t; ``eps_fn(x: [B, D], t: [B])``,
+    computed in the dtype of the schedule's tables."""
+    dtype = schedule.betas.dtype
+    m, s = jnp.asarray(m, dtype), jnp.asarray(s, dtype)
 
     def eps_fn(x, t):
         a = schedule.sqrt_alphas_cumprod[t][:, None]
@@ -111,3 +113,23 @@ def optimal_eps_fn(schedule, m, s):
         return sigma * (x - a * m) / (a * a * s * s + sigma * sigma)
 
     return eps_fn
+
+
+def posterior_mean_x0(alpha_bar, x, m, s):
+    """E[x₀ | x_t = x] = m + a s² (x − a m)/v, v = a²s² + σ², for x₀ ~ N(m, s²) (float64)."""
+    a2 = np.float64(alpha_bar)
+    a, v = math.sqrt(a2), a2 * np.square(s) + (1.0 - a2)
+    return m + a * np.square(s) / v * (np.asarray(x, np.float64) - a * m)
+
+
+def probability_flow_map(alpha_bar_from, alpha_bar_to, x, m, s):
+    """The exact probability-flow ODE solution from x at one noise level to the next, for
+    x₀ ~ N(m, s²): x_b = a_b m + √(v_b/v_a) (x_a − a_a m), v = a²s² + σ² (float64).
+
+    (The ODE keeps (x − a m)/√v constant: the marginal N(a m, v) is carried to itself.) It
+    depends only on the two levels, not on how the path between them is parameterised.
+    """
+    a_from, a_to = math.sqrt(alpha_bar_from), math.sqrt(alpha_bar_to)
+    v_from = alpha_bar_from * np.square(s) + (1.0 - alpha_bar_from)
+    v_to = alpha_bar_to * np.square(s) + (1.0 - alpha_bar_to)
+    return a_to * m + np.sqrt(v_to / v_from) * (np.asarray(x, np.float64) - a_from * m)

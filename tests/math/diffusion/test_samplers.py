@@ -1,4 +1,5 @@
-"""DDPM and DDIM samplers with the exact optimal predictor for Gaussian data; determinism."""
+"""DDPM and DDIM samplers with the exact optimal predictor for Gaussian data; determinism;
+per-example keys."""
 
 import functools
 
@@ -6,11 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from jaxgen.math import diffusion
+from jaxgen.training.keys import per_example_keys
 from tests.math.diffusion import reference
 
 SCHEDULE = diffusion.make_schedule("linear")
+SMALL = diffusion.make_schedule("linear", num_timesteps=50)
 TAB = reference.tables(reference.linear_betas(1000))
 # Two independent data dimensions, x₀ ~ N(m, s²) per dimension.
 M = np.array([0.3, -0.5])
@@ -171,3 +176,69 @@ def test_ddim_timesteps_of_any_integer_dtype(dtype):
     # Unsigned differences wrap: [5, 3] must still be seen as decreasing.
     with pytest.raises(ValueError, match="strictly increasing"):
         diffusion.ddim_timesteps(200, timesteps=np.array([5, 3], dtype))
+
+
+PER_EXAMPLE_SAMPLERS = {
+    "ddpm": functools.partial(diffusion.ddpm_sample, clip_x0=False),
+    "ddim_eta_0.7": functools.partial(diffusion.ddim_sample, num_steps=10, eta=0.7, clip_x0=False),
+}
+
+
+@pytest.mark.parametrize("name", list(PER_EXAMPLE_SAMPLERS))
+def test_per_example_keys_make_samples_independent_of_how_the_batch_is_split(name, num_devices):
+    sampler = functools.partial(PER_EXAMPLE_SAMPLERS[name], optimal_eps_fn(SMALL), SMALL)
+    x_T, key = x_start(seed=6, n=8), jax.random.key(7)
+
+    def body(x_T, key):  # one device's shard: keys folded from the examples' global indices
+        return sampler(x_T, per_example_keys(key, x_T.shape[0]))
+
+    def on_devices(n):
+        mesh = Mesh(np.asarray(jax.devices()[:n]), ("data",))
+        return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P("data"), P()),
+                                     out_specs=P("data")))(x_T, key)
+
+    whole, halves, quarters = on_devices(1), on_devices(2), on_devices(4)
+    np.testing.assert_allclose(halves, whole, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(quarters, whole, rtol=1e-6, atol=1e-6)
+    # The same keys passed directly: the two halves sampled separately give the batch's samples.
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(8))
+    together = sampler(x_T, keys)
+    np.testing.assert_allclose(together, whole, rtol=1e-6, atol=1e-6)
+    apart = np.concatenate([sampler(x_T[:4], keys[:4]), sampler(x_T[4:], keys[4:])])
+    np.testing.assert_allclose(apart, together, rtol=1e-6, atol=1e-6)
+    # Raw uint32 keys [B, 2] work alike.
+    raw = jax.random.key_data(keys)
+    np.testing.assert_allclose(sampler(x_T, raw), together, rtol=1e-6, atol=1e-6)
+    # The noise is per example: the same x_T row with different keys ends differently, and a
+    # single key for the whole batch (the old behaviour, kept) depends on the split.
+    same_start = sampler(jnp.broadcast_to(x_T[:1], x_T.shape), keys)
+    assert np.min(np.abs(np.diff(np.asarray(same_start), axis=0))) > 1e-4
+    single = sampler(x_T, key)
+    assert not np.allclose(np.concatenate([sampler(x_T[:4], key), sampler(x_T[4:], key)]), single)
+
+
+def test_single_key_noise_is_unchanged():
+    # A single key still draws step t's noise for the whole batch from fold_in(key, t): one
+    # DDPM step from t = 1 (T = 2) is mean + σ₁ · normal(fold_in(key, 1), x.shape).
+    schedule = diffusion.make_schedule("linear", num_timesteps=2)
+    eps_fn = lambda x, t: jnp.zeros_like(x)  # noqa: E731
+    x_T, key = x_start(n=3), jax.random.key(8)
+    out = diffusion.ddpm_sample(eps_fn, schedule, x_T, key, clip_x0=False)
+    # t = 1: x̂₀ = x/√ᾱ₁, mean = μ̃₁; then t = 0 returns the mean μ_θ(x₁, 0) = x₁/√α₀.
+    ab = np.asarray(schedule.alphas_cumprod, np.float64)
+    c1, c2 = (np.asarray(getattr(schedule, f"posterior_mean_coef{i}"))[1] for i in (1, 2))
+    noise = jax.random.normal(jax.random.fold_in(key, 1), x_T.shape)
+    x1 = (c1 / np.sqrt(ab[1]) + c2) * x_T + np.sqrt(schedule.posterior_variance[1]) * noise
+    np.testing.assert_allclose(out, x1 / np.sqrt(1.0 - schedule.betas[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_number_of_keys_is_a_clear_error():
+    x_T = x_start(n=4)
+    keys = jax.random.split(jax.random.key(0), 3)
+    with pytest.raises(ValueError, match="got 3 keys for a batch of 4"):
+        diffusion.ddpm_sample(optimal_eps_fn(SMALL), SMALL, x_T, keys)
+    with pytest.raises(ValueError, match="got 3 keys for a batch of 4"):
+        diffusion.ddim_sample(optimal_eps_fn(SMALL), SMALL, x_T, keys, num_steps=5, eta=0.5)
+    with pytest.raises(ValueError, match="one key per example, shape \\[B\\]"):
+        diffusion.ddpm_sample(optimal_eps_fn(SMALL), SMALL, x_T,
+                              jax.random.split(jax.random.key(0), (4, 2)))
