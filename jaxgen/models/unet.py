@@ -11,6 +11,16 @@ parameters.
 Shapes: images ``x: [B, H, W, C]``, timesteps ``t: [B]``; the model returns the predicted
 noise ``eps: [B, H, W, out_ch]`` in float32.
 
+Class conditioning (``num_classes > 0``): a learned table of ``num_classes + 1`` class
+embeddings (``class_embed``, each of the time embedding's width ``4 · ch``) is looked up by the
+labels ``y: int [B]`` and *added to the time embedding* after its MLP, so the sum reaches every
+ResNet block where the time embedding did (the conditioning of Dhariwal & Nichol 2021,
+arXiv:2105.05233). The last row, label ``y == num_classes``, is the null class ∅: trained on
+randomly dropped labels it gives the unconditional model of classifier-free guidance (Ho &
+Salimans 2022, arXiv:2207.12598), ``ε̃ = (1 + w) ε(x, t, y) − w ε(x, t, ∅)``. With
+``num_classes=0`` (the default) there is no table and no ``y``: the parameters and outputs are
+those of the unconditional model.
+
 Mixed precision: ``dtype`` is the computation dtype (e.g. ``jnp.bfloat16``); parameters are
 created in ``param_dtype`` (float32), and GroupNorm statistics and the attention softmax are
 computed in float32.
@@ -26,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models import layers
+from jaxgen.models import labels, layers
 
 Dtype = Any
 
@@ -156,7 +166,9 @@ class UNet(nn.Module):
     concatenated on channels, and nearest-neighbour ×2 upsampling between levels; then
     GroupNorm, swish and a zero-initialised 3×3 ``conv_out``. The timestep enters through a
     sinusoidal embedding of size ``ch`` and a Dense–swish–Dense MLP of width ``4 · ch``, added
-    inside every ResNet block.
+    inside every ResNet block. With ``num_classes > 0`` a class embedding (``num_classes + 1``
+    rows, the last the null class ∅) is added to the output of that MLP (see the module
+    docstring).
 
     The paper's CIFAR-10 model (35.7M parameters) is ``UNet(ch=128, ch_mult=(1, 2, 2, 2),
     num_res_blocks=2, attn_resolutions=(16,), dropout=0.1)`` on ``32×32×3`` inputs.
@@ -174,6 +186,11 @@ class UNet(nn.Module):
       num_groups: GroupNorm groups; every ``ch · ch_mult[i]`` must be divisible by it.
       dtype: computation dtype (``jnp.bfloat16`` for mixed precision).
       param_dtype: parameter dtype.
+      num_classes: number of classes K to condition on; 0 (the default) is unconditional.
+        When K > 0 the parameter ``class_embed/embedding`` has shape ``[K + 1, 4 · ch]`` and
+        the label K is the null class ∅ (no class: the unconditional prediction for
+        classifier-free guidance). The rows start N(0, 1) (flax's ``nn.Embed`` default, as
+        PyTorch's ``nn.Embedding`` in Dhariwal & Nichol's code).
     """
 
     ch: int
@@ -186,6 +203,14 @@ class UNet(nn.Module):
     num_groups: int = 32
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    num_classes: int = 0
+
+    @property
+    def null_class(self) -> int:
+        """The label of the null class ∅ (``num_classes``) of a class-conditional UNet."""
+        if self.num_classes <= 0:
+            raise ValueError("an unconditional UNet (num_classes=0) has no null class.")
+        return self.num_classes
 
     def _check(self, x: jax.Array, t: jax.Array) -> None:
         if x.ndim != 4:
@@ -217,18 +242,25 @@ class UNet(nn.Module):
             )
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *,
+                 train: bool) -> jax.Array:
         """Predict the noise in ``x``.
 
         Args:
           x: noisy images ``x_t: [B, H, W, C]``, H and W divisible by ``2 ** (len(ch_mult)-1)``.
           t: timesteps ``[B]`` (integers in ``[0, T)``).
+          y: class labels ``int [B]`` in ``[0, num_classes]`` (``num_classes`` is the null
+            class ∅: unconditional); required when ``num_classes > 0``, an error otherwise.
+            Out-of-range labels are an error when their values are known (outside ``jit``);
+            traced ones look up NaN rows (``jnp.take``'s fill mode).
           train: enables dropout (needs an rng stream ``"dropout"``).
 
         Returns:
           ``eps: [B, H, W, out_ch]`` float32.
         """
         self._check(x, t)
+        y = labels.check_labels(y, num_classes=self.num_classes, batch_shape=(x.shape[0],),
+                                owner="UNet", null_class=True)
         out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         block = lambda ch, name: ResnetBlock(ch, self.dropout, self.num_groups, name=name, **kw)
@@ -240,6 +272,10 @@ class UNet(nn.Module):
         temb = nn.Dense(4 * self.ch, kernel_init=_default_init, name="temb_dense0", **kw)(temb)
         temb = nn.Dense(4 * self.ch, kernel_init=_default_init, name="temb_dense1", **kw)(
             nn.swish(temb))
+        if y is not None:
+            # K + 1 rows: the K classes, then the null class ∅ (label K).
+            temb = temb + nn.Embed(self.num_classes + 1, 4 * self.ch, name="class_embed",
+                                   **kw)(y)
 
         num_levels = len(self.ch_mult)
         hs = [conv3(self.ch, "conv_in")(x)]

@@ -1,4 +1,5 @@
-"""DCGAN modules: reference parameter counts, shapes, initialisation, BatchNorm over devices."""
+"""DCGAN modules: reference parameter counts, shapes, initialisation, BatchNorm over devices,
+conditional BatchNorm and the projection discriminator."""
 
 import functools
 
@@ -9,7 +10,7 @@ import pytest
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxgen.models.dcgan import Discriminator, Generator
+from jaxgen.models.dcgan import ConditionalBatchNorm, Discriminator, Generator
 
 # The small models of the jitted tests: narrow, with 2 examples per fake CPU device.
 LATENT, FEATURES, BATCH = 16, 8, 8
@@ -207,3 +208,232 @@ def test_bad_configurations_and_inputs_get_clear_errors():
         disc.init(key, jnp.zeros((2, 32, 32, 1), jnp.uint8), train=False)
     with pytest.raises(TypeError, match="positional"):
         gen.init(key, jnp.zeros((2, 16)), False)  # train is keyword-only
+
+
+# ---- Class conditioning: conditional BatchNorm (G) and the projection discriminator (D) ----
+
+K = 5  # classes of the conditional models
+
+
+def _tree_shapes(tree):
+    return jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), tree)
+
+
+def _init_shapes(model, x, **kw):
+    return _tree_shapes(jax.eval_shape(lambda k: model.init(k, x, train=False, **kw),
+                                       jax.random.key(0)))
+
+
+def labels(n: int = BATCH) -> jax.Array:
+    return jnp.arange(n, dtype=jnp.int32) % K
+
+
+def test_num_classes_0_is_todays_parameter_tree():
+    z, x = jnp.zeros((1, 100)), jnp.zeros((1, 64, 64, 3))
+    for old, new, inputs in [(Generator(), Generator(num_classes=0), z),
+                             (Discriminator(), Discriminator(num_classes=0), x)]:
+        assert _init_shapes(new, inputs) == _init_shapes(old, inputs)
+    # The conditional generator swaps every BatchNorm_i (scale, bias: [C]) for a
+    # ConditionalBatchNorm_i (scale, bias: [K, C]) with the same running statistics; the
+    # conditional discriminator adds one [K, ndf·8] table.
+    g_old, d_old = _init_shapes(Generator(), z), _init_shapes(Discriminator(), x)
+    y = jnp.zeros((1,), jnp.int32)
+    g_new = _init_shapes(Generator(num_classes=K), z, y=y)
+    d_new = _init_shapes(Discriminator(num_classes=K), x, y=y)
+    rename = lambda tree: {k.replace("ConditionalBatchNorm", "BatchNorm"): v
+                           for k, v in tree.items()}
+    assert rename(g_new["batch_stats"]) == g_old["batch_stats"]
+    for name, leaves in rename(g_new["params"]).items():
+        old = g_old["params"][name]
+        if "BatchNorm" in name:
+            assert leaves == {k: ((K, *s), d) for k, (s, d) in old.items()}
+        else:
+            assert leaves == old
+    assert set(rename(g_new["params"])) == set(g_old["params"])
+    assert d_new["params"].pop("class_embed") == {"embedding": ((K, 512), jnp.float32)}
+    assert d_new == d_old
+    g_count = sum(np.prod(s) for s, _ in jax.tree.leaves(
+        g_new["params"], is_leaf=lambda v: isinstance(v, tuple) and len(v) == 2))
+    assert g_count == 3_576_704 - 2 * 960 + K * 2 * 960
+
+
+@functools.cache
+def conditional_models(image_size: int = 32, channels: int = 1) -> dict:
+    """Narrow conditional G and D, their fresh variables, and the unconditional pair."""
+    gen = Generator(latent_dim=LATENT, features=FEATURES, channels=channels,
+                    image_size=image_size, num_classes=K)
+    disc = Discriminator(features=FEATURES, image_size=image_size, num_classes=K)
+    y = jnp.zeros((1,), jnp.int32)
+
+    @jax.jit
+    def init(key):
+        key_g, key_d = jax.random.split(key)
+        return (gen.init(key_g, jnp.zeros((1, LATENT)), y=y, train=False),
+                disc.init(key_d, jnp.zeros((1, image_size, image_size, channels)), y=y,
+                          train=False))
+
+    g_vars, d_vars = init(jax.random.key(0, impl="rbg"))
+    return dict(gen=gen, disc=disc, g_vars=g_vars, d_vars=d_vars,
+                plain_gen=gen.clone(num_classes=0), plain_disc=disc.clone(num_classes=0))
+
+
+def _normalise(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """BatchNorm without affine in NumPy: per channel, over batch and space, biased var."""
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def test_fresh_conditional_batch_norm_is_plain_normalisation():
+    x = np.asarray(3.0 + 2.0 * normal(3, (BATCH, 4, 4, 6)), np.float64)
+    y = labels()
+    cbn = ConditionalBatchNorm(num_classes=K, use_running_average=False)
+    variables = cbn.init(jax.random.key(0), jnp.asarray(x, jnp.float32), y)
+    assert variables["params"]["scale"].shape == variables["params"]["bias"].shape == (K, 6)
+    np.testing.assert_array_equal(variables["params"]["scale"], 1.0)
+    np.testing.assert_array_equal(variables["params"]["bias"], 0.0)
+    out, updates = jax.jit(lambda v, x, y: cbn.apply(v, x, y, mutable=["batch_stats"]))(
+        variables, jnp.asarray(x, jnp.float32), y)
+    np.testing.assert_allclose(out, _normalise(x), rtol=1e-4, atol=1e-4)
+    # Running statistics move as the DCGAN BatchNorm's do (momentum 0.9 on the old average).
+    axes = (0, 1, 2)
+    np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * x.mean(axis=axes),
+                               rtol=1e-5)
+    np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * x.var(axis=axes),
+                               rtol=1e-5)
+    # Evaluation mode uses the running averages (fresh: mean 0, var 1).
+    evaluate = cbn.clone(use_running_average=True)
+    np.testing.assert_allclose(evaluate.apply(variables, jnp.asarray(x, jnp.float32), y),
+                               x / np.sqrt(1 + 1e-5), rtol=1e-5)
+    # With trained tables, example b gets γ[y_b] · x̂ + β[y_b].
+    rng = np.random.default_rng(4)
+    scale, bias = rng.standard_normal((K, 6)), rng.standard_normal((K, 6))
+    tables = {"params": {"scale": jnp.asarray(scale, jnp.float32),
+                         "bias": jnp.asarray(bias, jnp.float32)},
+              "batch_stats": variables["batch_stats"]}
+    out = cbn.apply(tables, jnp.asarray(x, jnp.float32), y, mutable=["batch_stats"])[0]
+    yy = np.asarray(y)
+    want = _normalise(x) * scale[yy][:, None, None, :] + bias[yy][:, None, None, :]
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fresh_conditional_generator_is_the_generator_without_affine():
+    small = conditional_models()
+    gen, plain, g_vars = small["gen"], small["plain_gen"], small["g_vars"]
+    # The same kernels in the unconditional generator, every BatchNorm with γ = 1 and β = 0:
+    # identical images and running statistics, whatever the labels.
+    params = {}
+    for name, p in g_vars["params"].items():
+        if name.startswith("ConditionalBatchNorm"):
+            params[name.replace("Conditional", "")] = {
+                "scale": jnp.ones(p["scale"].shape[1:]), "bias": jnp.zeros(p["bias"].shape[1:])}
+        else:
+            params[name] = p
+    stats = {k.replace("Conditional", ""): v for k, v in g_vars["batch_stats"].items()}
+    z = normal(5, (BATCH, LATENT))
+    run = jax.jit(lambda m, v, z, y: m.apply(v, z, y=y, train=True, mutable=["batch_stats"]),
+                  static_argnums=0)
+    images, updates = run(gen, g_vars, z, labels())
+    want, want_updates = run(plain, {"params": params, "batch_stats": stats}, z, None)
+    np.testing.assert_allclose(images, want, rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                 {k.replace("Conditional", ""): v for k, v in updates["batch_stats"].items()},
+                 want_updates["batch_stats"])
+
+
+def test_labels_change_the_outputs_under_jit():
+    small = conditional_models()
+    gen, disc, g_vars, d_vars = small["gen"], small["disc"], small["g_vars"], small["d_vars"]
+    # Fresh CBN tables are all 1 and 0 (the label has no effect yet): perturb them.
+    rng = np.random.default_rng(6)
+    g_params = {name: ({k: v + 0.3 * rng.standard_normal(v.shape).astype(np.float32)
+                        for k, v in p.items()} if name.startswith("Conditional") else p)
+                for name, p in g_vars["params"].items()}
+    g_vars = {**g_vars, "params": g_params}
+    z = normal(7, (BATCH, LATENT))
+
+    @jax.jit
+    def forward(y):
+        images, g_stats = gen.apply(g_vars, z, y=y, train=True, mutable=["batch_stats"])
+        logits = disc.apply(d_vars, images, y=y, train=False)
+        same_images = disc.apply(d_vars, gen.apply(g_vars, z, y=labels(), train=False), y=y,
+                                 train=False)
+        return images, logits, same_images, g_stats["batch_stats"]
+
+    images_a, logits_a, same_a, stats = forward(labels())
+    images_b, logits_b, same_b, _ = forward((labels() + 1) % K)
+    assert images_a.shape == (BATCH, 32, 32, 1) and logits_a.shape == (BATCH,)
+    assert logits_a.dtype == jnp.float32 and np.all(np.isfinite(logits_a))
+    assert jax.tree.structure(stats) == jax.tree.structure(g_vars["batch_stats"])
+    # The same z with other labels gives other images; the same images with other labels
+    # other logits.
+    assert np.all(np.abs(np.asarray(images_a - images_b)).reshape(BATCH, -1).max(1) > 1e-3)
+    assert np.all(np.abs(np.asarray(same_a - same_b)) > 1e-7)
+
+
+def test_projection_term_is_embedding_dot_pooled_features():
+    small = conditional_models()
+    disc, plain, d_vars = small["disc"], small["plain_disc"], small["d_vars"]
+    x = jnp.tanh(normal(8, (BATCH, 32, 32, 1)))
+    y = labels()
+    for train in (False, True):
+        mutable = ["intermediates", "batch_stats"] if train else ["intermediates"]
+        logits, state = jax.jit(lambda v, x, y, train=train, mutable=mutable: disc.apply(
+            v, x, y=y, train=train, capture_intermediates=True, mutable=mutable))(d_vars, x, y)
+        inter = state["intermediates"]
+        # φ(x) by hand: the last BatchNorm's output, LeakyReLU(0.2), summed over H and W.
+        h = np.asarray(inter["BatchNorm_1"]["__call__"][0], np.float64)
+        assert h.shape == (BATCH, 4, 4, 4 * FEATURES)
+        phi = np.where(h > 0, h, 0.2 * h).sum(axis=(1, 2))
+        np.testing.assert_allclose(inter["features"][0], phi, rtol=1e-5, atol=1e-5)
+        embedding = np.asarray(d_vars["params"]["class_embed"]["embedding"], np.float64)
+        projection = np.sum(embedding[np.asarray(y)] * phi, axis=-1)
+        np.testing.assert_allclose(inter["projection"][0], projection, rtol=1e-5, atol=1e-7)
+        # ψ(φ(x)): the unconditional discriminator on the same parameters (less the table).
+        params = {k: v for k, v in d_vars["params"].items() if k != "class_embed"}
+        psi = plain.apply({**d_vars, "params": params}, x, train=train,
+                          mutable=["batch_stats"] if train else False)
+        psi = psi[0] if train else psi
+        np.testing.assert_allclose(logits, np.asarray(psi) + projection, rtol=1e-5, atol=1e-6)
+    assert np.abs(projection).max() > 1e-4  # the check above is not vacuous
+
+
+def test_conditional_batch_norm_over_devices_matches_one_device(num_devices):
+    small = conditional_models()
+    gen = small["gen"].clone(axis_name="data")
+    z, y = normal(9, (BATCH, LATENT)), labels()
+    body = lambda m, v, z, y: (lambda out: (out[0], out[1]["batch_stats"]))(
+        m.apply(v, z, y=y, train=True, mutable=["batch_stats"]))
+    images, stats = jax.jit(functools.partial(body, gen.clone(axis_name=None)))(
+        small["g_vars"], z, y)
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    mapped = jax.jit(jax.shard_map(functools.partial(body, gen), mesh=mesh,
+                                   in_specs=(P(), P("data"), P("data")),
+                                   out_specs=(P("data"), P())))
+    images_m, stats_m = mapped(small["g_vars"], z, y)
+    np.testing.assert_allclose(images_m, images, rtol=1e-4, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 stats_m, stats)
+
+
+def test_missing_and_extra_labels_get_clear_errors():
+    key = jax.random.key(0)
+    z, x = jnp.zeros((2, LATENT)), jnp.zeros((2, 32, 32, 1))
+    y = jnp.zeros((2,), jnp.int32)
+    gen = Generator(latent_dim=LATENT, features=FEATURES, channels=1, image_size=32)
+    disc = Discriminator(features=FEATURES, image_size=32)
+    for model, inputs in [(gen, z), (disc, x)]:
+        cond = model.clone(num_classes=K)
+        name = type(model).__name__
+        with pytest.raises(ValueError, match=rf"{name} is class-conditional \(num_classes=5\)"):
+            cond.init(key, inputs, train=False)
+        with pytest.raises(ValueError, match=rf"{name} is unconditional \(num_classes=0\)"):
+            model.init(key, inputs, y=y, train=False)
+        with pytest.raises(ValueError, match=r"shape \[2\]"):
+            cond.init(key, inputs, y=jnp.zeros((3,), jnp.int32), train=False)
+        with pytest.raises(TypeError, match="must be integers"):
+            cond.init(key, inputs, y=jnp.zeros((2,), jnp.float32), train=False)
+        with pytest.raises(ValueError, match=r"in \[0, 4\]"):
+            cond.init(key, inputs, y=jnp.array([0, K]), train=False)
+        with pytest.raises(TypeError, match="positional"):
+            cond.init(key, inputs, y, train=False)  # y is keyword-only, like train

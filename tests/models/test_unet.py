@@ -1,13 +1,15 @@
-"""DDPM UNet: the paper's parameter count, shapes, time conditioning, dropout, bf16, errors."""
+"""DDPM UNet: the paper's parameter count, shapes, time and class conditioning, dropout, bf16,
+errors."""
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.models.unet import UNet, timestep_embedding
+from jaxgen.models.unet import ResnetBlock, UNet, timestep_embedding
 
 # Tiny config: two levels (16 -> 8), attention at 8 (in the down, middle and up paths).
 TINY = dict(ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), dropout=0.5,
@@ -165,3 +167,144 @@ def test_bad_inputs_get_clear_errors():
         init(x, t, UNet(**{**TINY, "num_groups": 32}))
     with pytest.raises(ValueError, match=r"attn_resolutions \[4\] never occur"):
         init(x, t, UNet(**{**TINY, "attn_resolutions": (4,)}))
+
+
+# ---- Class conditioning ------------------------------------------------------------------
+
+K = 3  # classes of the conditional tiny model; label K is the null class ∅
+
+
+def _shapes(model, *args):
+    return jax.eval_shape(lambda k: model.init(k, *args, train=False), jax.random.key(0))
+
+
+def _tree_shapes(tree):
+    return jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), tree)
+
+
+@pytest.fixture(scope="module")
+def conditional(tiny):
+    """The tiny model with K classes, and random params: the unconditional model's perturbed
+    params plus a random class table (so both models share every other parameter)."""
+    model = UNet(**TINY, num_classes=K)
+    _, _, perturbed, _ = tiny
+    table = np.random.default_rng(1).standard_normal((K + 1, 4 * TINY["ch"]))
+    params = {**perturbed, "class_embed": {"embedding": jnp.asarray(table, jnp.float32)}}
+    return model, params, jax.jit(model.apply, static_argnames="train")
+
+
+def test_num_classes_0_is_todays_parameter_tree_and_output(tiny):
+    model, params, perturbed, apply = tiny
+    x, t = _inputs()
+    default = _tree_shapes(_shapes(UNet(**TINY), x, t))
+    assert _tree_shapes(_shapes(UNet(**TINY, num_classes=0), x, t)) == default
+    assert "class_embed" not in default["params"]
+    explicit = jax.jit(UNet(**TINY, num_classes=0).apply, static_argnames="train")
+    np.testing.assert_array_equal(explicit({"params": perturbed}, x, t, train=False),
+                                  apply({"params": perturbed}, x, t, train=False))
+    # The conditional tree is today's plus one table of K + 1 rows of the time embedding's
+    # width (4·ch); the paper's CIFAR-10 model gains 11 · 512 parameters for 10 classes.
+    cond = _tree_shapes(_shapes(UNet(**TINY, num_classes=K), x, t, jnp.array([0, K])))
+    table = cond["params"].pop("class_embed")
+    assert table == {"embedding": ((K + 1, 4 * TINY["ch"]), jnp.float32)}
+    assert cond == default
+    cifar = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
+                 dropout=0.1)
+    x32, t32 = jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,), jnp.int32)
+    assert count_params(_shapes(UNet(**cifar, num_classes=0), x32, t32)) == 35_746_307
+    assert count_params(_shapes(UNet(**cifar, num_classes=10), x32, t32,
+                                jnp.zeros((1,), jnp.int32))) == 35_746_307 + 11 * 512
+
+
+def test_labels_change_the_output_under_jit(conditional):
+    model, params, apply = conditional
+    x, t = _inputs()
+    out = lambda y: np.asarray(apply({"params": params}, x, t, jnp.asarray(y, jnp.int32),
+                                     train=False))
+    a = out([0, 0])
+    assert a.shape == (B, *SHAPE) and a.dtype == np.float32 and np.all(np.isfinite(a))
+    for other in ([1, 1], [2, 2], [K, K]):  # every class, and the null class, differ
+        diff = np.abs(out(other) - a).reshape(B, -1).max(axis=1)
+        assert np.all(diff > 1e-3), (other, diff)
+    np.testing.assert_array_equal(out([0, 0]), a)
+    # y may be passed by keyword too.
+    np.testing.assert_array_equal(
+        apply({"params": params}, x, t, y=jnp.array([0, 0]), train=False), a)
+
+
+def test_class_embedding_is_added_to_the_time_embedding(conditional, tiny):
+    model, params, apply = conditional
+    x, t = _inputs()
+    y = jnp.array([2, K], jnp.int32)
+
+    @jax.jit
+    def block_inputs(params):
+        """The temb every ResNet block receives, and temb_dense1's output."""
+        seen = []
+
+        def record(next_fun, args, kwargs, context):
+            if context.method_name == "__call__" and isinstance(context.module, ResnetBlock):
+                seen.append(args[1])
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(record):
+            _, state = model.apply({"params": params}, x, t, y, train=False,
+                                   capture_intermediates=lambda m, _: m.name == "temb_dense1",
+                                   mutable=["intermediates"])
+        return seen, state["intermediates"]["temb_dense1"]["__call__"][0]
+
+    # Every ResNet block receives temb_dense1's output plus the label's row of the table.
+    seen, temb = block_inputs(params)
+    want = np.asarray(temb) + np.asarray(params["class_embed"]["embedding"])[np.asarray(y)]
+    levels, per_level = len(TINY["ch_mult"]), TINY["num_res_blocks"]
+    assert len(seen) == levels * per_level + 2 + levels * (per_level + 1)  # down, mid, up
+    for got in seen:
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+    # So with a zero table the conditional model is the unconditional one, for every label.
+    _, _, perturbed, apply_unconditional = tiny
+    zero = {**params, "class_embed": {"embedding": jnp.zeros_like(
+        params["class_embed"]["embedding"])}}
+    np.testing.assert_allclose(apply({"params": zero}, x, t, y, train=False),
+                               apply_unconditional({"params": perturbed}, x, t, train=False),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_null_class_is_the_last_row(conditional):
+    model, params, apply = conditional
+    assert model.null_class == K
+    with pytest.raises(ValueError, match="no null class"):
+        _ = UNet(**TINY).null_class
+    x, t = _inputs()
+    table = np.asarray(params["class_embed"]["embedding"])
+    with_table = lambda tab, y: np.asarray(apply(
+        {"params": {**params, "class_embed": {"embedding": jnp.asarray(tab)}}}, x, t,
+        jnp.full((B,), y, jnp.int32), train=False))
+    null = with_table(table, K)
+    # The null label reads the last row: giving it row 0's values gives class 0's output,
+    # and changing it changes the null output but no class's.
+    np.testing.assert_array_equal(with_table(np.concatenate([table[:K], table[:1]]), K),
+                                  with_table(table, 0))
+    changed = np.concatenate([table[:K], table[K:] + 1.0])
+    assert np.abs(with_table(changed, K) - null).max() > 1e-3
+    for label in range(K):
+        np.testing.assert_array_equal(with_table(changed, label), with_table(table, label))
+
+
+def test_missing_extra_and_bad_labels_get_clear_errors():
+    x, t = jnp.zeros((B, *SHAPE)), jnp.zeros((B,), jnp.int32)
+    cond, uncond = UNet(**TINY, num_classes=K), UNet(**TINY)
+    with pytest.raises(ValueError, match=r"class-conditional \(num_classes=3\): pass labels y"):
+        _shapes(cond, x, t)
+    with pytest.raises(ValueError, match=r"unconditional \(num_classes=0\) but was given"):
+        _shapes(uncond, x, t, jnp.zeros((B,), jnp.int32))
+    with pytest.raises(ValueError, match=r"shape \[2\]"):
+        _shapes(cond, x, t, jnp.zeros((B, 1), jnp.int32))
+    with pytest.raises(TypeError, match="must be integers"):
+        _shapes(cond, x, t, jnp.zeros((B,), jnp.float32))
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"in \[0, 3\]"):  # known values are range-checked
+        cond.init(key, x, t, jnp.array([0, K + 1]), train=False)
+    with pytest.raises(ValueError, match=r"in \[0, 3\]"):
+        cond.init(key, x, t, jnp.array([-1, 0]), train=False)
+    with pytest.raises(ValueError, match="num_classes must be >= 0"):
+        _shapes(UNet(**TINY, num_classes=-1), x, t)
