@@ -136,8 +136,14 @@ def _too_large(path: str, size: str) -> str:
     )
 
 
-def _decode(pil: Image.Image, path: str, channels: int) -> np.ndarray:
-    """Pixels of an opened image as uint8 ``[H, W, channels]`` (see the module docstring)."""
+GREY_MODES = ("1", "L", "LA", "P;L", *_SIXTEEN_BIT_MODES)
+
+
+def _decode(pil: Image.Image, path: str, channels: int | None) -> np.ndarray:
+    """Pixels of an opened image as uint8 ``[H, W, channels]`` (see the module docstring);
+    `channels` None keeps grey images grey (1) and makes the others RGB (3)."""
+    if channels is None:
+        channels = 1 if pil.mode in GREY_MODES else 3
     mode = pil_mode(channels)
     if pil.mode in _SIXTEEN_BIT_MODES:
         values = np.asarray(pil)
@@ -158,12 +164,13 @@ def _decode(pil: Image.Image, path: str, channels: int) -> np.ndarray:
     return image[..., None] if channels == 1 else image
 
 
-def read_image(path: str, *, channels: int = 3) -> np.ndarray:
+def read_image(path: str, *, channels: int | None = 3) -> np.ndarray:
     """Decode one PNG/JPEG file as uint8 ``[H, W, channels]`` (any mode and bit depth).
 
     Args:
       path: the image file.
-      channels: 3 converts to RGB, 1 to grayscale (PIL's luminance).
+      channels: 3 converts to RGB, 1 to grayscale (PIL's luminance); None keeps grey
+        images grey and makes the others RGB.
 
     Raises:
       ImageFileError: the file is not an image, truncated or corrupt, larger than

@@ -170,7 +170,15 @@ def read_or_replace(source, i: int, reading: Reading) -> tuple[dict, list[tuple[
 
 
 def read_batch(source, indices, reading: Reading) -> tuple[Batch, list[tuple[str, str]]]:
-    """The examples `indices` of `source` stacked (uint8 images, int32 labels when present)."""
+    """The examples `indices` of `source` stacked (uint8 images, int32 labels when present).
+    A source whose records need no per-image work (images in memory at the run's shape)
+    gives them by array indexing (``take``)."""
+    take = getattr(source, "take", None)
+    if take is not None and len(indices):
+        out = take(np.asarray(indices, np.int64), size=reading.size,
+                   channels=reading.channels, resize=reading.resize)
+        if out is not None:
+            return out, []
     examples, bad = [], []
     for i in indices:
         example, b = read_or_replace(source, int(i), reading)

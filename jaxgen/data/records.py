@@ -67,6 +67,27 @@ class ArraySource:
     def describe(self, i: int) -> str:
         return f"record {i} of {self.name}"
 
+    def take(self, indices: np.ndarray, *, size: int, channels: int, resize: str):
+        """The examples `indices` at the run's shape by array indexing, when that needs no
+        per-image work (same channels; same size, or zero-padding to it); else None."""
+        images = self.images
+        if type(self).__getitem__ is not ArraySource.__getitem__:  # records made otherwise
+            return None
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or (
+                images.shape[-1] != channels):
+            return None
+        h, w = images.shape[1:3]
+        if size and (h, w) != (size, size) and not (resize == "pad" and max(h, w) <= size):
+            return None
+        out = {"image": images[indices]}
+        if size and (h, w) != (size, size):
+            top, left = (size - h) // 2, (size - w) // 2
+            out["image"] = np.pad(out["image"], ((0, 0), (top, size - h - top),
+                                                 (left, size - w - left), (0, 0)))
+        if self.labels is not None:
+            out["label"] = np.asarray(self.labels)[indices].astype(np.int32)
+        return out
+
 
 class RecordRange:
     """Records ``start … stop − 1`` of `source` as a source of their own (one data shard)."""
@@ -87,6 +108,10 @@ class RecordRange:
     def describe(self, i: int) -> str:
         inner = getattr(self.source, "describe", None)
         return inner(self.start + i) if inner else f"record {self.start + i}"
+
+    def take(self, indices: np.ndarray, **reading):
+        inner = getattr(self.source, "take", None)
+        return inner(np.asarray(indices) + self.start, **reading) if inner else None
 
 
 def contiguous_range(n: int, num_shards: int, shard_id: int) -> tuple[int, int]:
@@ -204,9 +229,7 @@ class FolderSource:
 def read_file(path: str) -> np.ndarray:
     """One image file as uint8 ``[H, W, 1 or 3]``: grey modes stay grey, others become RGB
     (the channel count of the data is then set by :func:`fit_image`)."""
-    with Image.open(path) as pil:
-        grey = pil.mode in ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N")
-    return image_io.read_image(path, channels=1 if grey else 3)
+    return image_io.read_image(path, channels=None)
 
 
 def fit_image(image: np.ndarray, *, size: int, channels: int, resize: str) -> np.ndarray:
