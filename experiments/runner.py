@@ -159,32 +159,78 @@ class Runner:
         self.write_grids(device_state, step)
         return metrics
 
-    def generate(self, device_state, sampler: str, num: int, key) -> np.ndarray:
-        """`num` images in the family's input range; the noise of image i depends only on
-        `key`, i and ``sampling.batch_size``, not on the device or process count. Each chunk's
-        inputs are drawn on the devices that sample from them."""
+    def class_ids(self, classes) -> np.ndarray:
+        """Class ids from ids or the data's class names (``sampling.classes``); empty: every
+        class. An unknown one is a ConfigError listing the classes."""
+        names = list(getattr(self.data, "class_names", ()) or ())
+        n = self.family.num_classes
+        if not classes:
+            return np.arange(n, dtype=np.int32)
+        ids = []
+        for c in classes:
+            text = str(c)
+            if text in names:
+                ids.append(names.index(text))
+            elif text.lstrip("-").isdigit() and 0 <= int(text) < n:
+                ids.append(int(text))
+            else:
+                shown = ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
+                raise ConfigError(f"sampling.classes: {text!r} is not a class of this data "
+                                  f"(ids 0–{n - 1}: {shown}).")
+        return np.asarray(ids, np.int32)
+
+    def generate(self, device_state, sampler: str, num: int, key, labels=None):
+        """`num` images in the family's input range, and the class each was asked for (None
+        for an unconditional family). The noise of image i depends only on `key`, i and
+        ``sampling.batch_size``, not on the device or process count; each chunk's inputs are
+        drawn on the devices that sample from them. `labels` (a conditional family): int
+        [num]; None: ``sampling.classes`` in turn."""
         chunk = self.family.config.sampling.batch_size
         keys = split_named(key, ("inputs", "noise"))
         step = self.compiled(f"sample_{sampler}", self.family.sample_body(sampler),
                              per_example=True)
+        chunks = -(-num // chunk)
+        conditional = self.family.conditional
+        if conditional:
+            if labels is None:
+                ids = self.class_ids(self.family.config.sampling.classes)
+                labels = ids[np.arange(num) % len(ids)]
+            labels = np.asarray(labels, np.int32)
+            padded = np.resize(labels, chunks * chunk)  # the last chunk repeats from the start
         if chunk not in self._input_makers:
-            self._input_makers[chunk] = self.parallel.batch_maker(
-                lambda k: self.family.sample_inputs(k, chunk))
+            if conditional:
+                def make(k, y):
+                    return {**self.family.sample_inputs(k, chunk), "label": y}
+            else:
+                def make(k):
+                    return self.family.sample_inputs(k, chunk)
+            self._input_makers[chunk] = self.parallel.batch_maker(make)
         make_inputs = self._input_makers[chunk]
-        outs = [self.parallel.fetch_examples(step(
-                    device_state, make_inputs(jax.random.fold_in(keys["inputs"], i)),
-                    jax.random.fold_in(keys["noise"], i)))
-                for i in range(-(-num // chunk))]
-        return np.concatenate(outs)[:num]
+        outs = []
+        for i in range(chunks):
+            extra = (padded[i * chunk:(i + 1) * chunk],) if conditional else ()
+            inputs = make_inputs(jax.random.fold_in(keys["inputs"], i), *extra)
+            outs.append(self.parallel.fetch_examples(step(
+                device_state, inputs, jax.random.fold_in(keys["noise"], i))))
+        return np.concatenate(outs)[:num], (labels if conditional else None)
 
     def write_grids(self, device_state, step: int) -> None:
         n = self.settings.eval.num_images
         if n == 0:
             return
         rng = self.family.input_range
-        for sampler in self.family.samplers:  # the same noise for every sampler
-            images = self.generate(device_state, sampler, n, self.keys["preview"])
-            self.writer.write_grid(step, f"samples_{sampler}", to_unit(images, rng))
+        labels, columns = None, None
+        if self.family.conditional:  # one row per class (at most 10 rows)
+            ids = self.class_ids(self.family.config.sampling.classes)[:10]
+            columns = max(1, n // len(ids))
+            labels = np.repeat(ids, columns)
+        chosen = self.family.samplers and (
+            getattr(self.family.config.sampling, "grid_samplers", ()) or self.family.samplers)
+        for sampler in chosen:  # the same noise for every sampler
+            images, _ = self.generate(device_state, sampler, len(labels) if labels is not None
+                                      else n, self.keys["preview"], labels=labels)
+            self.writer.write_grid(step, f"samples_{sampler}", to_unit(images, rng),
+                                   columns=columns)
         for name, p in self.family.previews().items():
             x = self.data.examples(p.domain, n)
             chunk = self.parallel.num_devices * -(-len(x) // self.parallel.num_devices)
@@ -275,22 +321,30 @@ class Runner:
     def sample(self) -> dict:
         s = self.family.config.sampling
         sampler = s.sampler or self.family.samplers[0]
+        if self.family.conditional:
+            self.class_ids(s.classes)  # an unknown class fails before the checkpoint is read
         device_state, step = self.restore_for_output()
-        images = self.generate(device_state, sampler, s.num_samples,
-                               jax.random.fold_in(self.keys["sample_inputs"], step))
+        images, labels = self.generate(device_state, sampler, s.num_samples,
+                                       jax.random.fold_in(self.keys["sample_inputs"], step))
         images = to_unit(images, self.family.input_range)
         name = f"{sampler}_step{step}"
         out = {"step": step, "num_samples": len(images)}
+        arrays = {"images": image_io.unit_to_uint8(images)}
+        names = [f"{i:06d}" for i in range(len(images))]
+        if labels is not None:  # the class each sample was asked for, in the npz and PNG names
+            arrays["labels"] = labels
+            class_names = list(getattr(self.data, "class_names", ()) or ())
+            names = [f"{n}_{class_names[y] if class_names else y}"
+                     for n, y in zip(names, labels.tolist(), strict=True)]
         folder = os.path.join(self.output_dir, "samples")
         out["npz"] = os.path.join(folder, f"{name}.npz")
         if s.write_png:
             out["png_dir"] = os.path.join(folder, name)
         if jax.process_index() == 0:
             os.makedirs(folder, exist_ok=True)
-            np.savez_compressed(out["npz"], images=image_io.unit_to_uint8(images))
+            np.savez_compressed(out["npz"], **arrays)
             if s.write_png:
-                paths = image_io.output_paths([f"{i:06d}" for i in range(len(images))],
-                                              out["png_dir"], overwrite=True)
+                paths = image_io.output_paths(names, out["png_dir"], overwrite=True)
                 image_io.save_images(images, paths)
         return out
 

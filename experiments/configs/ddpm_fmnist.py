@@ -25,7 +25,8 @@ def get_config():
     c.diffusion = dict(schedule="linear", num_timesteps=1000, beta_start=1e-4, beta_end=0.02,
                        cosine_s=0.008, max_beta=0.999)
     c.model = dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
-                   dropout=0.1, num_groups=8, dtype="float32")  # dtype "bfloat16": mixed precision
+                   dropout=0.1, num_groups=8, dtype="float32",  # "bfloat16": mixed precision
+                   class_conditional=False)  # True: a class embedding, guidance at sampling
 
     c.optimizer.learning_rate = 1e-3
     c.optimizer.warmup_steps = 100
@@ -38,15 +39,20 @@ def get_config():
     c.train.checkpoint_every = 500
 
     c.sampling = dict(
-        sampler="ddim",  # --mode=sample: "ddim" or "ddpm"
+        sampler="ddim",  # --mode=sample: "ddim", "ddpm", "dpm_solver" or "heun"
         num_samples=64,  # --mode=sample
         batch_size=16,  # global noise chunk per compiled call
-        variance="small",  # DDPM σ_t² = β̃_t ("small") or β_t ("large")
-        clip_x0=True,  # clip the predicted x₀ to [−1, 1] at every step
-        ddim_steps=50,
-        ddim_eta=0.0,
+        clip_x0=True,  # clip the predicted x₀ to [−1, 1] at every step (DDPM, DDIM)
+        guidance=0.0,  # classifier-free guidance w (a class-conditional model); scale s = 1 + w
+        classes=(),  # a conditional model: class ids or names to sample, in turn; (): all
+        grid_samplers=("ddim", "ddpm"),  # the samplers of the periodic grids
         write_png=False,  # --mode=sample: also one PNG per image
+        ddim=dict(steps=50, eta=0.0),
+        ddpm=dict(variance="small"),  # σ_t² = β̃_t ("small") or β_t ("large")
+        dpm_solver=dict(steps=20, spacing="logsnr"),  # DPM-Solver++(2M)
+        heun=dict(steps=18, spacing="karras"),  # Karras et al. 2022, 2·steps − 1 evaluations
     )
+    c.loss = dict(p_uncond=0.1)  # label dropout of a class-conditional model
     c.eval.batch_size = 100
     c.eval.bpd_max_examples = 200  # test subset for bits/dim, global (0: the whole split)
     c.eval.bpd_timesteps = 10  # Monte Carlo over t (unbiased; its noise is in the SE); 0: all T

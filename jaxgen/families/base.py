@@ -34,7 +34,10 @@ member               meaning                                                    
 ``sample_inputs``    ``(key, n) -> {name: [n, ...]}``: the global noise of ``n``    with
                      samples, independent of the device count                       samplers
 ``sample_body``      ``(sampler) -> body`` mapping ``sample_inputs`` to images      with
-                                                                                    samplers
+                     (a conditional family also reads ``batch["label"]``, which     samplers
+                     the runner puts beside the noise)
+``conditional``      the models take the class label (``condition_on_classes``);    no
+                     training batches then carry ``"label"``
 ``encode_body``      body returning per-example codes ``{name: [b, ...]}``, or None no
 ``directions``       translation directions (empty: no ``translate``)               no
 ``translate_body``   ``(direction) -> body`` mapping ``{"image"}`` to images        with
@@ -60,7 +63,7 @@ import optax
 
 from jaxgen.training.keys import AXIS
 from jaxgen.training.optim import OptimizerConfig, OptimizerOverrides, make_optimizer
-from jaxgen.validation import check_number
+from jaxgen.validation import ConfigError, check_number
 
 Body = Callable[[Any, Any, jax.Array], Any]
 Metrics = dict[str, jax.Array]
@@ -112,6 +115,9 @@ class SamplingConfig:
     num_samples: int = 64  # --mode=sample
     batch_size: int = 64  # global samples per compiled call (fixes the noise per sample)
     write_png: bool = False  # --mode=sample: also one PNG per image
+    # A conditional family: the classes to sample, ids or the data's class names, in turn
+    # (sample i has classes[i % len]); empty: every class in turn.
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self):
         check_number("sampling.num_samples", self.num_samples, low=1, integer=True)
@@ -149,6 +155,18 @@ class Family(abc.ABC):
         self.config = config
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes  # of the data (0: unlabelled)
+        self.conditional = False  # the models take the class label (condition_on_classes)
+
+    def condition_on_classes(self, wanted: bool) -> None:
+        """Make the family class-conditional when `wanted`: its bodies then read
+        ``batch["label"]`` (int32 [b], in [0, num_classes)) — in training from the data, in
+        sampling put beside the noise by the runner. Needs labelled data."""
+        if wanted and self.num_classes < 1:
+            raise ConfigError(f"a class-conditional {self.name} needs labelled data (a TFDS "
+                              "dataset with a ClassLabel feature, or a folder with one "
+                              "subfolder per class); this data has no labels. Turn "
+                              "conditioning off or choose labelled data.")
+        self.conditional = bool(wanted)
 
     def make_optimizers(self, optimizer: OptimizerConfig, num_steps: int) -> Any:
         """What :meth:`init` takes as ``tx`` for a run of `num_steps` steps (0: not training):

@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxgen.families import diffusion_samplers as samplers_lib
 from jaxgen.families.base import EvalPass, Family, SamplingConfig, init_variables
 from jaxgen.math import diffusion
 from jaxgen.math.diffusion.reverse import VARIANCE_KINDS
@@ -20,10 +21,9 @@ from jaxgen.math.diffusion.schedules import SCHEDULE_KINDS
 from jaxgen.models.unet import UNet
 from jaxgen.training import LossOutput, TrainState, gradient_update, per_example_keys
 from jaxgen.training.keys import device_key, split_named
-from jaxgen.validation import check_choice, check_number
+from jaxgen.validation import ConfigError, check_choice, check_number
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-SAMPLERS = ("ddim", "ddpm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,7 @@ class DiffusionModel:
     dropout: float = 0.1
     num_groups: int = 8
     dtype: str = "float32"
+    class_conditional: bool = False  # a class embedding (+ a null class) in the UNet
 
     def __post_init__(self):
         check_number("model.ch", self.ch, low=1, integer=True)
@@ -69,19 +70,35 @@ class DiffusionModel:
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionSampling(SamplingConfig):
-    sampler: str = "ddim"  # --mode=sample: "ddim" or "ddpm"
+    sampler: str = "ddim"  # --mode=sample: a registered sampler (diffusion_samplers.names())
     batch_size: int = 16
-    variance: str = "small"  # DDPM σ_t² = β̃_t ("small") or β_t ("large")
-    clip_x0: bool = True  # clip the predicted x₀ to [−1, 1] at every step
-    ddim_steps: int = 50
-    ddim_eta: float = 0.0
+    clip_x0: bool = True  # clip the predicted x₀ to [−1, 1] at every step (DDPM, DDIM)
+    # Classifier-free guidance weight w ≥ 0 (a conditional model): ε̃ = (1+w)·ε(c) − w·ε(∅);
+    # the "guidance scale" of other codebases is s = 1 + w (diffusion_samplers docstring).
+    guidance: float = 0.0
+    grid_samplers: tuple[str, ...] = ()  # the samplers of the periodic grids; (): all
+    # Each registered sampler's own settings (a new sampler adds its section here).
+    ddim: samplers_lib.DDIMSettings = samplers_lib.DDIMSettings()
+    ddpm: samplers_lib.DDPMSettings = samplers_lib.DDPMSettings()
+    dpm_solver: samplers_lib.DPMSolverSettings = samplers_lib.DPMSolverSettings()
+    heun: samplers_lib.HeunSettings = samplers_lib.HeunSettings()
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice("sampling.sampler", self.sampler, SAMPLERS)
-        check_choice("sampling.variance", self.variance, VARIANCE_KINDS)
-        check_number("sampling.ddim_steps", self.ddim_steps, low=1, integer=True)
-        check_number("sampling.ddim_eta", self.ddim_eta, low=0.0)
+        check_choice("sampling.sampler", self.sampler, samplers_lib.names())
+        for name in self.grid_samplers:
+            check_choice("sampling.grid_samplers", name, samplers_lib.names())
+        check_number("sampling.guidance", self.guidance, low=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionLoss:
+    # Label dropout of a conditional model: the share of training examples whose label is
+    # replaced by the null class ∅, so one network learns ε(x, t, c) and ε(x, t, ∅).
+    p_uncond: float = 0.1
+
+    def __post_init__(self):
+        check_number("loss.p_uncond", self.p_uncond, low=0.0, high=1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,22 +125,40 @@ class DiffusionConfig:
     sampling: DiffusionSampling = DiffusionSampling()
     eval: DiffusionEval = DiffusionEval()
     data: DiffusionData = DiffusionData()
+    loss: DiffusionLoss = DiffusionLoss()
 
     def __post_init__(self):
-        if self.sampling.ddim_steps > self.diffusion.num_timesteps:
-            check_number("sampling.ddim_steps", self.sampling.ddim_steps, low=1,
-                         high=self.diffusion.num_timesteps, integer=True)
+        used = {self.sampling.sampler, *(self.sampling.grid_samplers or
+                                          samplers_lib.names())}
+        for name in sorted(used & {"ddim", "dpm_solver", "heun"}):  # the samplers that run
+            steps = getattr(self.sampling, name).steps
+            if steps > self.diffusion.num_timesteps:
+                check_number(f"sampling.{name}.steps", steps, low=1,
+                             high=self.diffusion.num_timesteps, integer=True)
+        if self.sampling.guidance and not self.model.class_conditional:
+            raise ConfigError(f"sampling.guidance={self.sampling.guidance} needs a class-"
+                              "conditional model (model.class_conditional=True); this one is "
+                              "unconditional.")
         if self.eval.bpd_timesteps > self.diffusion.num_timesteps:
             check_number("eval.bpd_timesteps", self.eval.bpd_timesteps, low=0,
                          high=self.diffusion.num_timesteps, integer=True)
 
 
+def drop_labels(key: jax.Array, labels: jax.Array, p: float, *, null_label: int) -> jax.Array:
+    """Classifier-free guidance's label dropout: each label becomes the null class ∅
+    (`null_label`) with probability `p`, drawn per example (from the example's global index,
+    so independent of the device count); int32 ``[b]``."""
+    drop = jax.vmap(lambda k: jax.random.bernoulli(k, p))(per_example_keys(key, labels.shape[0]))
+    return jnp.where(drop, null_label, labels.astype(jnp.int32))
+
+
 class Diffusion(Family):
-    """DDPM with the paper's UNet; samplers ``"ddim"`` and ``"ddpm"``."""
+    """DDPM with the paper's UNet, optionally class-conditional with classifier-free guidance;
+    every registered sampler (:mod:`jaxgen.families.diffusion_samplers`)."""
 
     name = "diffusion"
     Config = DiffusionConfig
-    samplers = SAMPLERS
+    samplers = samplers_lib.names()
 
     def __init__(self, config: DiffusionConfig, *, image_shape, num_classes: int = 0):
         super().__init__(config, image_shape=image_shape, num_classes=num_classes)
@@ -131,14 +166,17 @@ class Diffusion(Family):
         self.schedule = diffusion.make_schedule(
             d.schedule, num_timesteps=d.num_timesteps, beta_start=d.beta_start,
             beta_end=d.beta_end, cosine_s=d.cosine_s, max_beta=d.max_beta)
+        self.condition_on_classes(m.class_conditional)
         self.model = UNet(ch=m.ch, ch_mult=m.ch_mult, num_res_blocks=m.num_res_blocks,
                           attn_resolutions=m.attn_resolutions, dropout=m.dropout,
-                          num_groups=m.num_groups, dtype=DTYPES[m.dtype])
+                          num_groups=m.num_groups, dtype=DTYPES[m.dtype],
+                          num_classes=self.num_classes if self.conditional else 0)
 
     def init(self, key, tx, *, ema_decay=0.0):
         x = jnp.zeros((1, *self.image_shape), jnp.float32)
         t = jnp.zeros((1,), jnp.int32)
-        params = init_variables(self.model, key, x, t, train=False)["params"]
+        y = jnp.zeros((1,), jnp.int32) if self.conditional else None
+        params = init_variables(self.model, key, x, t, y, train=False)["params"]
         return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
                                  ema_decay=ema_decay)
 
@@ -146,7 +184,11 @@ class Diffusion(Family):
         """t and ε per example (device-count invariant), L_simple, one update."""
         x0 = batch["image"]
         b = x0.shape[0]
-        keys = split_named(key, ("t", "noise", "dropout", "flip"))
+        keys = split_named(key, ("t", "noise", "dropout", "flip", "uncond"))
+        y = None
+        if self.conditional:
+            y = drop_labels(keys["uncond"], batch["label"], self.config.loss.p_uncond,
+                            null_label=self.num_classes)
         if self.config.data.random_flip:
             flip = jax.vmap(jax.random.bernoulli)(per_example_keys(keys["flip"], b))
             x0 = jnp.where(flip[:, None, None, None], x0[:, :, ::-1], x0)
@@ -158,7 +200,7 @@ class Diffusion(Family):
         x_t = diffusion.q_sample_from_noise(self.schedule, x0, t, noise)
 
         def loss_fn(params):
-            eps = self.model.apply({"params": params}, x_t, t, train=True,
+            eps = self.model.apply({"params": params}, x_t, t, y, train=True,
                                    rngs={"dropout": device_key(keys["dropout"])})
             loss = diffusion.l_simple(noise, eps).mean()
             return LossOutput(loss=loss, metrics={"loss": loss})
@@ -166,13 +208,22 @@ class Diffusion(Family):
         state, metrics, _ = gradient_update(state, loss_fn)
         return state, metrics
 
-    def eps_fn(self, params):
-        """``(x_t, t) -> ε_θ(x_t, t)`` in evaluation mode."""
-        return lambda x, t: self.model.apply({"params": params}, x, t, train=False)
+    def eps_fn(self, params, labels=None, guidance: float = 0.0):
+        """``(x_t, t) -> ε_θ(x_t, t[, c])`` in evaluation mode: unconditional, conditional on
+        `labels` (int [B]; a conditional model without labels predicts ε(x, t, ∅)), or guided
+        with weight `guidance` (:func:`diffusion_samplers.guided_eps_fn`)."""
+        def eps_model(x, t, y):
+            return self.model.apply({"params": params}, x, t, y, train=False)
+
+        if self.conditional and labels is None:  # ε(x, t, ∅)
+            return lambda x, t: eps_model(x, t, jnp.full((x.shape[0],), self.num_classes,
+                                                         jnp.int32))
+        return samplers_lib.guided_eps_fn(eps_model, labels, self.num_classes, guidance)
 
     def _bpd(self, state, batch, key):
         """Bits/dim per example; each example's noise and timesteps come from its own key (its
-        global index), so the estimate does not depend on the device count."""
+        global index), so the estimate does not depend on the device count. A conditional
+        model is scored with the null class (its unconditional ε(x, t, ∅))."""
         eps_fn = self.eps_fn(state.eval_params)
 
         def one(x, k):  # vmapped: eps_fn still sees the whole shard at once
@@ -193,23 +244,20 @@ class Diffusion(Family):
         return {"x_T": jax.random.normal(key, (num, *self.image_shape))}
 
     def sample_body(self, sampler):
-        """x_T → images; x_T does not depend on the device count, nor does a deterministic
-        sampler's output (DDIM, η = 0). The per-step noise of DDPM and DDIM with η > 0 is
-        drawn per device."""
-        check_choice("sampler", sampler, SAMPLERS)
+        """x_T (and the labels of a conditional model) → images. x_T and every example's
+        sampler noise come from keys per example, so the images do not depend on the device
+        count, for every sampler."""
+        check_choice("sampler", sampler, samplers_lib.names())
         s = self.config.sampling
+        run = samplers_lib.REGISTRY[sampler].run
+        settings = getattr(s, sampler)
 
         def sample(state, batch, key):
-            eps_fn = self.eps_fn(state.eval_params)
-            key = device_key(key)
-            if sampler == "ddpm":
-                x = diffusion.ddpm_sample(eps_fn, self.schedule, batch["x_T"], key,
-                                          variance=s.variance, clip_x0=s.clip_x0)
-            else:
-                x = diffusion.ddim_sample(eps_fn, self.schedule, batch["x_T"], key,
-                                          num_steps=s.ddim_steps, eta=s.ddim_eta,
-                                          clip_x0=s.clip_x0)
-            return x
+            labels = batch.get("label") if self.conditional else None
+            eps_fn = self.eps_fn(state.eval_params, labels, s.guidance)
+            x_T = batch["x_T"]
+            return run(eps_fn, self.schedule, x_T, per_example_keys(key, x_T.shape[0]),
+                       settings, s.clip_x0)
 
         sample.__name__ = f"sample_{sampler}"
         return sample

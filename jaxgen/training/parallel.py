@@ -150,15 +150,16 @@ class DataParallel:
             lambda x: jax.make_array_from_process_local_data(self._sharded, np.asarray(x)), batch
         )
 
-    def batch_maker(self, make: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
-        """``make(key) -> global batch`` (e.g. a sampler's noise), computed where the batch is
+    def batch_maker(self, make: Callable[..., Any]) -> Callable[..., Any]:
+        """``make(key, *args) -> global batch`` (e.g. a sampler's noise and the labels asked
+        for; `args` the same global arrays on every process), computed where the batch is
         used: under shard_map on the devices, each device keeping its part (nothing passes
         through the host); under pmap on the host, then this process's part placed."""
         if self.mode == "shard_map":
             return jax.jit(make, out_shardings=self._sharded)
 
-        def host(key):
-            full = jax.device_get(make(key))
+        def host(key, *args):
+            full = jax.device_get(make(key, *args))
             local = len(jax.tree.leaves(full)[0]) // jax.process_count()
             lo = jax.process_index() * local
             return self.shard_batch(jax.tree.map(lambda x: np.asarray(x[lo:lo + local]), full))

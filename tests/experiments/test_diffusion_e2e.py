@@ -4,6 +4,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 from experiments import runner, settings
@@ -16,7 +17,7 @@ DIFFUSION_TINY = {
     "eval.num_images": 4, "eval.batch_size": 8, "eval.bpd_max_examples": 8,
     "eval.bpd_timesteps": 2, "model.ch": 8, "model.ch_mult": (1, 2),
     "model.attn_resolutions": (16,), "model.num_groups": 4, "diffusion.num_timesteps": 20,
-    "sampling.ddim_steps": 5, "sampling.batch_size": 4, "sampling.num_samples": 5,
+    "sampling.ddim.steps": 5, "sampling.batch_size": 4, "sampling.num_samples": 5,
     "sampling.write_png": True,
 }
 
@@ -48,15 +49,30 @@ def test_train_resume_evaluate_sample(tmp_path):
     assert len(os.listdir(out["png_dir"])) == 5
 
 
-def test_sampling_does_not_depend_on_the_device_count(tmp_path):
-    """DDIM (η = 0) from the same x_T gives the same images on 1 and 4 devices."""
-    config = load_config("ddpm_fmnist", {**DIFFUSION_TINY, "data.source": "synthetic"})
+@pytest.mark.parametrize("conditional", [False, True])
+def test_sampling_does_not_depend_on_the_device_count(tmp_path, conditional):
+    """Every registered sampler (stochastic DDPM and DDIM with η > 0 included: their noise is
+    drawn per example) gives the same images from the same keys on 1 and 4 devices; with a
+    class-conditional model and guidance too."""
+    overrides = {**DIFFUSION_TINY, "data.source": "synthetic", "sampling.ddim.eta": 0.5,
+                 "sampling.dpm_solver.steps": 4, "sampling.heun.steps": 3}
+    if conditional:
+        overrides.update({"model.class_conditional": True, "sampling.guidance": 1.5})
+    config = load_config("ddpm_fmnist", overrides)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         r = runner.Runner(*settings.from_config_dict(config), str(tmp_path))
         r.parallel = DataParallel("shard_map", devices=devices)
         state = r.parallel.replicate(r.initial_state())
-        results.append(r.generate(state, "ddim", 8, jax.random.key(3)))
+        results.append({name: r.generate(state, name, 8, jax.random.key(3))
+                        for name in r.family.samplers})
         r.close()
-    np.testing.assert_allclose(results[0], results[1], atol=1e-5)
-    assert results[0].shape == (8, 32, 32, 1)
+    assert set(results[0]) == {"ddim", "ddpm", "dpm_solver", "heun"}
+    for name, (images, labels) in results[0].items():
+        np.testing.assert_allclose(images, results[1][name][0], atol=1e-5, err_msg=name)
+        assert images.shape == (8, 32, 32, 1)
+        if conditional:  # every class in turn, carried out with the samples
+            np.testing.assert_array_equal(labels, np.arange(8) % 10)
+            np.testing.assert_array_equal(labels, results[1][name][1])
+        else:
+            assert labels is None
