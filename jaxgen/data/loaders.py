@@ -333,12 +333,19 @@ class TrainBatches:
         """The batches of steps ``start … stop − 1``, read ahead (threads or processes), bad
         records counted (:class:`BadRecords`)."""
         read = self.batch_per_shard * len(self.shard_ids) * len(self.domains)
-        for batch in _grain_iter(grain.MapDataset.range(start, stop).map(self._read),
-                                 self.workers, self.threads):
-            self.bad_records.add(read, batch.pop("_bad"))
-            if self.workers:  # out of grain's shared memory, whose views break at exit
-                batch = {k: np.array(v) for k, v in batch.items()}
-            yield batch
+        it = iter(_grain_iter(grain.MapDataset.range(start, stop).map(self._read),
+                              self.workers, self.threads))
+        try:
+            for batch in it:
+                self.bad_records.add(read, batch.pop("_bad"))
+                if self.workers:  # out of grain's shared memory (freed here, not at exit)
+                    shared, batch = batch, {k: np.array(v) for k, v in batch.items()}
+                    del shared
+                yield batch
+        finally:  # stop the readers (and free their buffers) however the loop ends
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
         self.bad_records.check()
 
 

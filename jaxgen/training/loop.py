@@ -257,6 +257,8 @@ def fit(
             "resume.", 130) from None
     finally:
         bar.close()
+        if hasattr(host_batches, "close"):  # stop a reader's threads or worker processes
+            host_batches.close()
         checkpointer.wait()
     if evaluate is not None and start == num_steps:
         last_eval = dict(evaluate(device_state, num_steps))
