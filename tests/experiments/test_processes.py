@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxgen.data import generate
 from jaxgen.families.autoencoder import Autoencoder, AutoencoderConfig, AutoencoderModel
 from jaxgen.training import Checkpointer
 from jaxgen.training.optim import OptimizerConfig, make_optimizer
@@ -148,9 +149,16 @@ def run_job(tmp_path, processes, timeout=300):
     return results
 
 
-def test_two_processes_match_one_process_reading_both_shards(tmp_path):
+@pytest.mark.parametrize("source", ["synthetic", "folder"])
+def test_two_processes_match_one_process_reading_both_shards(tmp_path, source):
+    """Each process reads only its shard of each batch (a folder: its range of the file
+    list), and the job ends where one process reading both shards does."""
     overrides = {**SMALL, "train.num_steps": 4, "train.checkpoint_every": 2,
                  "data.num_shards": 2}
+    if source == "folder":
+        generate.write_image_folder(str(tmp_path / "images"), num_images=120, size=28,
+                                    channels=1, classes=["a", "b", "c"], fmt="png")
+        overrides.update({"data.source": "folder", "data.path": str(tmp_path / "images")})
     single = run_main("vae_mlp", str(tmp_path / "single"), overrides)
     assert single.returncode == 0, single.stderr[-3000:]
 
