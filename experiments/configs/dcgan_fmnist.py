@@ -22,7 +22,10 @@ def get_config():
     c.data.image_size = 32  # 28×28 zero-padded to 32×32, scaled to [−1, 1] (tanh output)
 
     # Half the paper's widths (64) so that the default run trains on a 2-core CPU in minutes.
-    c.model = dict(latent_dim=100, generator_features=32, discriminator_features=32)
+    c.model = dict(latent_dim=100, generator_features=32, discriminator_features=32,
+                   # True: condition G (conditional BatchNorm) and D (projection) on the
+                   # data's classes; sample by class with --config.sampling.classes=…
+                   class_conditional=False)
     c.loss = dict(kind="non_saturating",  # "minimax", "non_saturating", "least_squares", "hinge"
                   r1_weight=0.0,  # γ of the R1 penalty (γ/2)·‖∇D(x)‖² on real data; 0: off
                   d_steps=1)  # discriminator updates per generator update
@@ -44,7 +47,8 @@ def get_config():
     c.train.eval_every = 200
     c.train.checkpoint_every = 500
 
-    c.sampling = dict(num_samples=64, batch_size=64, write_png=False)  # --mode=sample
+    c.sampling = dict(num_samples=64, batch_size=64, write_png=False,  # --mode=sample
+                      classes=())  # a conditional model: class ids or names, in turn; (): all
     c.eval.num_images = 64  # the fixed-z grid written at each evaluation
     c.lock()
     return c

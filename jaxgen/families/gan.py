@@ -14,6 +14,7 @@ device would. Images are in [−1, 1].
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -56,10 +57,21 @@ def discriminator_score(loss_kind: str, outputs: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(outputs) if loss_kind in LOGIT_LOSSES else outputs
 
 
+def labels_kwargs(batch, conditional: bool) -> dict:
+    """The networks' label argument: ``{"y": batch["label"]}`` for class-conditional networks,
+    nothing otherwise (the unconditional calls are unchanged)."""
+    return {"y": batch["label"]} if conditional else {}
+
+
 def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
                     loss_kind: str = "non_saturating", r1_weight: float = 0.0,
                     d_steps: int = 1):
     """The per-device two-player step ``(TwoPlayerState, {"image"}, key) -> (state, metrics)``.
+
+    Class-conditional networks (built with ``num_classes > 0``, both the same) need the
+    batch's labels, ``{"image", "label"}``: D scores the real images with their labels, and
+    every fake is generated for the label of a real example of the batch (the fakes' classes
+    follow the data's) and scored with it; R1 is taken on the real images with their labels.
 
     Usable without the runner: wrap it with ``DataParallel.compile(with_step_key(step))``.
     The networks must be built with ``axis_name="data"`` so BatchNorm's batch statistics span
@@ -77,21 +89,27 @@ def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
         :func:`jaxgen.families.base.two_player_optimizers` does).
     """
     d_loss_fn, g_loss_fn = adversarial.get_gan_losses(loss_kind)
+    num_classes = getattr(generator, "num_classes", 0)
+    if getattr(discriminator, "num_classes", 0) != num_classes:
+        raise ValueError(f"the generator has num_classes={num_classes} but the discriminator "
+                         f"{discriminator.num_classes}; build both with the same.")
+    conditional = num_classes > 0
 
-    def generate(g: TrainState, params, z):
+    def generate(g: TrainState, params, z, y):
         """G in train mode: ``(images, G's updated batch statistics)``."""
-        return generator.apply(g.variables(params), z, train=True, mutable=["batch_stats"])
+        return generator.apply(g.variables(params), z, **y, train=True, mutable=["batch_stats"])
 
-    def discriminate(d: TrainState, params, x):
+    def discriminate(d: TrainState, params, x, y):
         """D in train mode: ``(outputs, D's updated batch statistics)``."""
-        return discriminator.apply(d.variables(params), x, train=True, mutable=["batch_stats"])
+        return discriminator.apply(d.variables(params), x, **y, train=True,
+                                   mutable=["batch_stats"])
 
-    def d_loss(d: TrainState, real, fake):
+    def d_loss(d: TrainState, real, fake, y):
         def loss_fn(params):
             # Real and fake pass separately, each normalised by its own batch statistics, as
             # in the DCGAN reference; the running statistics go through both passes.
-            real_out, stats = discriminate(d, params, real)
-            fake_out, stats = discriminate(d.replace(model_state=stats), params, fake)
+            real_out, stats = discriminate(d, params, real, y)
+            fake_out, stats = discriminate(d.replace(model_state=stats), params, fake, y)
             loss = d_loss_fn(real_out, fake_out)
             metrics = {"d_loss": loss.mean(),
                        "d_real": discriminator_score(loss_kind, real_out).mean(),
@@ -100,17 +118,18 @@ def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
                 # Per-example input gradients need per-example outputs: use the running
                 # statistics, since batch statistics would couple the examples.
                 r1 = adversarial.r1_penalty(
-                    lambda x: discriminator.apply(d.variables(params), x, train=False), real)
+                    lambda x: discriminator.apply(d.variables(params), x, **y, train=False),
+                    real)
                 metrics["r1"] = r1.mean()
                 loss = loss + 0.5 * r1_weight * r1
             return LossOutput(loss=loss.mean(), metrics=metrics, model_state=stats)
 
         return loss_fn
 
-    def g_loss(g: TrainState, d: TrainState, z):
+    def g_loss(g: TrainState, d: TrainState, z, y):
         def loss_fn(params):
-            fake, g_stats = generate(g, params, z)
-            fake_out, _ = discriminate(d, d.params, fake)  # D's running statistics unchanged
+            fake, g_stats = generate(g, params, z, y)
+            fake_out, _ = discriminate(d, d.params, fake, y)  # D's running statistics unchanged
             loss = g_loss_fn(fake_out).mean()
             return LossOutput(loss=loss, metrics={"g_loss": loss}, model_state=g_stats)
 
@@ -119,14 +138,15 @@ def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
     def step(state: TwoPlayerState, batch, key):
         real = batch["image"]
         b = real.shape[0]
+        y = labels_kwargs(batch, conditional)  # the fakes take the real batch's labels
         keys = split_named(key, ("d_z", "g_z"))
 
         def d_update(players, i):
             """The i-th D update on fresh fakes; G ran in train mode, as in the reference."""
             g, d = players
             z = latents(jax.random.fold_in(keys["d_z"], i), b, generator.latent_dim)
-            fake, g_stats = generate(g, g.params, z)
-            d, metrics, _ = gradient_update(d, d_loss(d, real, jax.lax.stop_gradient(fake)),
+            fake, g_stats = generate(g, g.params, z, y)
+            d, metrics, _ = gradient_update(d, d_loss(d, real, jax.lax.stop_gradient(fake), y),
                                             name="d")
             return (g.replace(model_state=g_stats), d), metrics
 
@@ -137,7 +157,7 @@ def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
             (g, d), d_metrics = jax.lax.scan(d_update, players, jnp.arange(d_steps))
             d_metrics = jax.tree.map(lambda m: m[-1], d_metrics)
         z = latents(keys["g_z"], b, generator.latent_dim)
-        g, g_metrics, _ = gradient_update(g, g_loss(g, d, z), name="g")
+        g, g_metrics, _ = gradient_update(g, g_loss(g, d, z, y), name="g")
         new = state.replace(step=state.step + 1, generator=g, discriminator=d)
         return new, {**d_metrics, **g_metrics}
 
@@ -149,6 +169,9 @@ class GANModel:
     latent_dim: int = 100
     generator_features: int = 64
     discriminator_features: int = 64
+    # Condition on the data's classes: a conditional-BatchNorm G and a projection D, the
+    # fakes drawn for the real batch's labels; sampling reads the labels asked for.
+    class_conditional: bool = False
 
     def __post_init__(self):
         for name in ("latent_dim", "generator_features", "discriminator_features"):
@@ -178,8 +201,17 @@ class GANConfig:
         self.d_optimizer.check("d_optimizer")
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def init_with_labels(module, key: jax.Array, x: jax.Array, y: jax.Array) -> dict:
+    """A conditional network's variables, ``module.init(key, x, y=y, train=False)``, compiled
+    once per module and shapes (as :func:`jaxgen.families.base.init_variables`, whose inputs
+    are positional: the DCGAN networks take their labels by keyword)."""
+    return dict(module.init(key, x, y=y, train=False))
+
+
 class GAN(Family):
-    """DCGAN; sampler ``"prior"`` (z ~ N(0, I), G in eval mode)."""
+    """DCGAN, optionally class-conditional (``model.class_conditional``); sampler ``"prior"``
+    (z ~ N(0, I), G in eval mode, for ``batch["label"]`` when conditional)."""
 
     name = "gan"
     Config = GANConfig
@@ -189,10 +221,13 @@ class GAN(Family):
         super().__init__(config, image_shape=image_shape, num_classes=num_classes)
         size, _, channels = self.image_shape
         m = config.model
+        self.condition_on_classes(m.class_conditional)
+        k = self.num_classes if self.conditional else 0
         self.generator = Generator(latent_dim=m.latent_dim, features=m.generator_features,
-                                   channels=channels, image_size=size, axis_name=AXIS)
+                                   channels=channels, image_size=size, axis_name=AXIS,
+                                   num_classes=k)
         self.discriminator = Discriminator(features=m.discriminator_features, image_size=size,
-                                           axis_name=AXIS)
+                                           axis_name=AXIS, num_classes=k)
         self._step = make_dcgan_step(self.generator, self.discriminator,
                                      loss_kind=config.loss.kind,
                                      r1_weight=config.loss.r1_weight,
@@ -207,9 +242,15 @@ class GAN(Family):
         z = jnp.zeros((2, self.config.model.latent_dim), jnp.float32)
         x = jnp.zeros((2, *self.image_shape), jnp.float32)
         # Init unmapped (axis_name None): the variables are the same, no collective is needed.
-        g_vars = init_variables(self.generator.clone(axis_name=None), keys["g"], z, train=False)
-        d_vars = init_variables(self.discriminator.clone(axis_name=None), keys["d"], x,
-                                train=False)
+        g_net = self.generator.clone(axis_name=None)
+        d_net = self.discriminator.clone(axis_name=None)
+        if self.conditional:
+            y = jnp.zeros((2,), jnp.int32)
+            g_vars = init_with_labels(g_net, keys["g"], z, y)
+            d_vars = init_with_labels(d_net, keys["d"], x, y)
+        else:
+            g_vars = init_variables(g_net, keys["g"], z, train=False)
+            d_vars = init_variables(d_net, keys["d"], x, train=False)
 
         def player(name, model, variables, **kwargs):
             return TrainState.create(apply_fn=model.apply, params=variables.pop("params"),
@@ -224,15 +265,18 @@ class GAN(Family):
         return self._step(state, batch, key)
 
     def _test(self, state, batch, key):
-        """D on real test images and on as many fresh fakes (both players in eval mode)."""
+        """D on real test images and on as many fresh fakes (both players in eval mode); a
+        conditional GAN generates the fakes for the real images' labels and D scores both
+        with them."""
         g, d = state.generator, state.discriminator
         kind = self.config.loss.kind
         real = batch["image"]
+        y = labels_kwargs(batch, self.conditional)
         z = latents(key, real.shape[0], self.config.model.latent_dim)
-        fake = self.generator.apply(g.variables(g.eval_params), z, train=False)
+        fake = self.generator.apply(g.variables(g.eval_params), z, **y, train=False)
 
         def discriminate(x):
-            return self.discriminator.apply(d.variables(), x, train=False)
+            return self.discriminator.apply(d.variables(), x, **y, train=False)
 
         real_out, fake_out = discriminate(real), discriminate(fake)
         d_loss_fn, g_loss_fn = adversarial.get_gan_losses(kind)
@@ -251,6 +295,7 @@ class GAN(Family):
 
         def sample(state, batch, key):
             g = state.generator
-            return self.generator.apply(g.variables(g.eval_params), batch["z"], train=False)
+            return self.generator.apply(g.variables(g.eval_params), batch["z"],
+                                        **labels_kwargs(batch, self.conditional), train=False)
 
         return sample
