@@ -14,7 +14,7 @@ from experiments.configs import vae_mlp
 def get_config():
     c = vae_mlp.get_config()
     c.unlock()
-    c.model.variational = False
+    c.model.variational = False  # model.class_conditional=True: a class-conditional AE
     c.loss.reconstruction = "mse"
     c.lock()
     return c

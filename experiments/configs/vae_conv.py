@@ -15,6 +15,7 @@ def get_config():
     c = vae_mlp.get_config()
     c.unlock()
     c.model.architecture = "conv"
-    c.sampling = dict(num_samples=64, batch_size=64, write_png=False)  # --mode=sample
+    c.sampling = dict(num_samples=64, batch_size=64, write_png=False,  # --mode=sample
+                      classes=())  # a conditional model: class ids or names, in turn; (): all
     c.lock()
     return c

@@ -160,6 +160,9 @@ class AutoencoderModel:
     hidden: tuple[int, ...] = (400,)
     channels: tuple[int, ...] = (32, 64)
     init: str = "torch"
+    # Condition the encoder and decoder on the data's classes (one-hot labels): q(z|x, y),
+    # p(x|z, y) (Sohn et al. 2015); the VAE then samples z ~ N(0, I) for the labels asked for.
+    class_conditional: bool = False
 
     def __post_init__(self):
         check_choice("model.architecture", self.architecture, ARCHITECTURES)
@@ -216,6 +219,10 @@ class Autoencoder(Family):
     (False), so the registry entry and existing configs keep choosing by that one flag. The
     shared parts: the model, the input corruption, the training step, the test pass and the
     reconstruction grid; each variant gives its loss terms, its reconstruction and its codes.
+
+    With ``model.class_conditional`` both variants are class-conditional: the encoder and
+    the decoder take ``batch["label"]`` in every body (training, the test passes, the codes,
+    and the VAE's prior samples).
     """
 
     name = "autoencoder"
@@ -237,37 +244,48 @@ class Autoencoder(Family):
         if m.variational != self.variational:
             raise ConfigError(f"{type(self).__name__} needs model.variational="
                               f"{self.variational}, got {m.variational}.")
+        self.condition_on_classes(m.class_conditional)
         self.model = make_autoencoder(
             architecture=m.architecture, image_shape=self.image_shape, latent_dim=m.latent_dim,
-            variational=self.variational, hidden=m.hidden, channels=m.channels, init=m.init)
+            variational=self.variational, hidden=m.hidden, channels=m.channels, init=m.init,
+            num_classes=self.num_classes if self.conditional else 0)
+
+    def labels(self, batch) -> jax.Array | None:
+        """The labels the model takes: ``batch["label"]`` when conditional, else None."""
+        return batch["label"] if self.conditional else None
 
     def init(self, key, tx, *, ema_decay=0.0):
         init_key, z_key = jax.random.split(key)
         x0 = jnp.zeros((1, *self.image_shape), jnp.float32)
-        params = init_variables(self.model, init_key, *self._init_inputs(x0, z_key))["params"]
+        y0 = (jnp.zeros((1,), jnp.int32),) if self.conditional else ()
+        params = init_variables(self.model, init_key, *self._init_inputs(x0, z_key),
+                                *y0)["params"]
         return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
                                  ema_decay=ema_decay)
 
-    def terms(self, params, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    def terms(self, params, x: jax.Array, key: jax.Array, y: jax.Array | None = None
+              ) -> dict[str, jax.Array]:
         """Per-example terms ``{name: [b]}`` on this device's shard, ``"loss"`` first: those
-        of :meth:`_terms` on the corrupted ``x`` (the target stays the clean ``x``)."""
+        of :meth:`_terms` on the corrupted ``x`` (the target stays the clean ``x``); `y`: the
+        labels of a conditional model."""
         loss = self.config.loss
         keys = split_named(key, ("corruption", "z"))
         x_in = jax.vmap(corrupt, in_axes=(0, 0, None, None))(
             per_example_keys(keys["corruption"], x.shape[0]), x, loss.corruption,
             loss.corruption_level)
-        return self._terms({"params": params}, x_in, x, keys["z"])
+        return self._terms({"params": params}, x_in, x, keys["z"], y)
 
     def train_body(self, state, batch, key):
         def loss_fn(params):
-            means = {k: v.mean() for k, v in self.terms(params, batch["image"], key).items()}
+            terms = self.terms(params, batch["image"], key, self.labels(batch))
+            means = {k: v.mean() for k, v in terms.items()}
             return LossOutput(loss=means["loss"], metrics=means)
 
         state, metrics, _ = gradient_update(state, loss_fn)
         return state, metrics
 
     def _test_terms(self, state, batch, key):
-        terms = self.terms(state.eval_params, batch["image"], key)
+        terms = self.terms(state.eval_params, batch["image"], key, self.labels(batch))
         del terms["loss"]
         return terms
 
@@ -276,10 +294,14 @@ class Autoencoder(Family):
 
     def _reconstruct(self, state, batch, key):
         x = batch["image"]
-        out = self._reconstruction({"params": state.eval_params}, x)
+        out = self._reconstruction({"params": state.eval_params}, x, self.labels(batch))
         return jnp.stack([x, to_image(out, self.config.loss.reconstruction)], axis=1)
 
     def previews(self):
+        # The runner gives a preview the test images only ({"image"}), and a conditional
+        # model cannot reconstruct without their labels: no reconstruction grid for it.
+        if self.conditional:
+            return {}
         return {"reconstructions": Preview(self._reconstruct)}
 
     # --- what each variant gives ---
@@ -289,18 +311,21 @@ class Autoencoder(Family):
         """The model's inputs at init, from images ``x0 [1, H, W, C]`` and a key for z."""
 
     @abc.abstractmethod
-    def _terms(self, variables, x_in: jax.Array, x: jax.Array, z_key: jax.Array
-               ) -> dict[str, jax.Array]:
+    def _terms(self, variables, x_in: jax.Array, x: jax.Array, z_key: jax.Array,
+               y: jax.Array | None = None) -> dict[str, jax.Array]:
         """Per-example terms ``{name: [b]}``, ``"loss"`` first, of the model on the
-        (corrupted) input ``x_in`` with target ``x``; ``z_key``: one key for the batch."""
+        (corrupted) input ``x_in`` with target ``x``; ``z_key``: one key for the batch; `y`:
+        the labels of a conditional model (else None)."""
 
     @abc.abstractmethod
     def _test_metrics(self) -> tuple[str, ...]:
         """The names :meth:`_terms` returns besides ``"loss"``."""
 
     @abc.abstractmethod
-    def _reconstruction(self, variables, x: jax.Array) -> jax.Array:
-        """Decoder outputs ``[b, H, W, C]`` reconstructing ``x`` (no noise)."""
+    def _reconstruction(self, variables, x: jax.Array, y: jax.Array | None = None
+                        ) -> jax.Array:
+        """Decoder outputs ``[b, H, W, C]`` reconstructing ``x`` (no noise); `y`: the labels
+        of a conditional model."""
 
 
 class DeterministicAutoencoder(Autoencoder):
@@ -316,9 +341,9 @@ class DeterministicAutoencoder(Autoencoder):
         """The loss's metric name: ``reconstruction_<this>``."""
         return "bce_nats" if self.config.loss.reconstruction == "bce" else "squared_error"
 
-    def _terms(self, variables, x_in, x, z_key):
+    def _terms(self, variables, x_in, x, z_key, y=None):
         reconstruction = self.config.loss.reconstruction
-        out = self.model.apply(variables, x_in)
+        out = self.model.apply(variables, x_in, y)
         err = reconstruction_error(out, x, reconstruction=reconstruction)
         sq = jmath.squared_error(to_image(out, reconstruction), x).mean(image_axes(x))
         return {"loss": err, f"reconstruction_{self._error_name()}": err, "mse_per_pixel": sq,
@@ -327,13 +352,13 @@ class DeterministicAutoencoder(Autoencoder):
     def _test_metrics(self):
         return (f"reconstruction_{self._error_name()}", "mse_per_pixel", "psnr_db")
 
-    def _reconstruction(self, variables, x):
-        return self.model.apply(variables, x)
+    def _reconstruction(self, variables, x, y=None):
+        return self.model.apply(variables, x, y)
 
     def encode_body(self, state, batch, key):
-        """The code ``z`` of each image."""
+        """The code ``z`` of each image (given its label, when conditional)."""
         return {"z": self.model.apply({"params": state.eval_params}, batch["image"],
-                                      method=AutoencoderModule.encode)}
+                                      self.labels(batch), method=AutoencoderModule.encode)}
 
 
 class VariationalAutoencoder(Autoencoder):
@@ -346,11 +371,11 @@ class VariationalAutoencoder(Autoencoder):
     def _init_inputs(self, x0, z_key):
         return (x0, z_key)
 
-    def _terms(self, variables, x_in, x, z_key):
+    def _terms(self, variables, x_in, x, z_key, y=None):
         loss = self.config.loss
-        mean, logvar = self.model.apply(variables, x_in, method=VAE.encode)
+        mean, logvar = self.model.apply(variables, x_in, y, method=VAE.encode)
         z = jax.vmap(jmath.reparameterize)(per_example_keys(z_key, x.shape[0]), mean, logvar)
-        t = vae_terms(self.model.apply(variables, z, method=VAE.decode), x, mean, logvar,
+        t = vae_terms(self.model.apply(variables, z, y, method=VAE.decode), x, mean, logvar,
                       reconstruction=loss.reconstruction, beta=loss.beta,
                       gaussian_logvar=loss.gaussian_logvar)
         return {"loss": t.loss, "neg_elbo_nats": t.neg_elbo,
@@ -361,9 +386,12 @@ class VariationalAutoencoder(Autoencoder):
 
     def _iwae(self, state, batch, key):
         variables = {"params": state.eval_params}
-        x = batch["image"]
-        mean, logvar = self.model.apply(variables, x, method=VAE.encode)
-        decode = functools.partial(self.model.apply, variables, method=VAE.decode)
+        x, y = batch["image"], self.labels(batch)
+        mean, logvar = self.model.apply(variables, x, y, method=VAE.encode)
+
+        def decode(z):  # z [K, B, D]; the labels [B] broadcast over the K samples
+            return self.model.apply(variables, z, y, method=VAE.decode)
+
         nll = iwae_nll(decode, x, mean, logvar, per_example_keys(key, x.shape[0]),
                        num_samples=self.config.eval.iwae_samples,
                        reconstruction=self.config.loss.reconstruction,
@@ -379,9 +407,9 @@ class VariationalAutoencoder(Autoencoder):
                                       batch_size=e.iwae_batch_size)
         return passes
 
-    def _reconstruction(self, variables, x):
-        mean, _ = self.model.apply(variables, x, method=VAE.encode)  # the posterior mean
-        return self.model.apply(variables, mean, method=VAE.decode)
+    def _reconstruction(self, variables, x, y=None):
+        mean, _ = self.model.apply(variables, x, y, method=VAE.encode)  # the posterior mean
+        return self.model.apply(variables, mean, y, method=VAE.decode)
 
     def sample_inputs(self, key, num):
         return {"z": jax.random.normal(key, (num, self.config.model.latent_dim))}
@@ -389,14 +417,15 @@ class VariationalAutoencoder(Autoencoder):
     def sample_body(self, sampler):
         check_choice("sampler", sampler, self.samplers)
 
-        def sample(state, batch, key):
-            out = self.model.apply({"params": state.eval_params}, batch["z"], method=VAE.decode)
+        def sample(state, batch, key):  # z ~ N(0, I), decoded for batch["label"] if conditional
+            out = self.model.apply({"params": state.eval_params}, batch["z"],
+                                   self.labels(batch), method=VAE.decode)
             return to_image(out, self.config.loss.reconstruction)
 
         return sample
 
     def encode_body(self, state, batch, key):
-        """q(z|x)'s ``mean`` and ``logvar`` of each image."""
+        """q(z|x)'s (q(z|x, y)'s) ``mean`` and ``logvar`` of each image."""
         mean, logvar = self.model.apply({"params": state.eval_params}, batch["image"],
-                                        method=VAE.encode)
+                                        self.labels(batch), method=VAE.encode)
         return {"mean": mean, "logvar": logvar}

@@ -9,6 +9,6 @@ def get_config():
     base.make_tiny(c)
     c.model.update(dict(hidden=(16,), channels=(4, 8), latent_dim=3))
     c.eval.update(dict(iwae_samples=3, iwae_max_examples=8, iwae_batch_size=4))
-    c.sampling = dict(num_samples=5, batch_size=4, write_png=True)
+    c.sampling = dict(num_samples=5, batch_size=4, write_png=True, classes=())
     c.lock()
     return c
