@@ -13,8 +13,14 @@ import pytest
 
 from experiments import runner, settings
 from jaxgen import families
-from jaxgen.training import (Checkpointer, DataParallel, NonFiniteLossError, batches_of, fit,
-                             with_step_key)
+from jaxgen.training import (
+    Checkpointer,
+    DataParallel,
+    NonFiniteLossError,
+    batches_of,
+    fit,
+    with_step_key,
+)
 from tests.experiments.helpers import load_config
 
 NAMES = families.names()
