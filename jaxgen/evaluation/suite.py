@@ -9,6 +9,12 @@ number is comparable only with numbers measured in the same classifier's feature
 not FID: the features are not Inception's, and the values are not comparable to published
 FIDs. ``precision`` / ``recall`` (k = :data:`PR_K`) and ``label_entropy_nats`` come with them.
 
+Samples of a class-conditional model carry the class each was asked for:
+:func:`conditional_quality` adds ``class_accuracy`` (the share the classifier labels as that
+class, :func:`class_accuracy`) and ``intra_fd_<dataset>``, the mean over classes of the FD
+between that class's samples and that class's real images (:func:`intra_class_fd`), to the
+metrics over all classes; :func:`balanced_labels` asks for equal numbers per class.
+
 Everything here takes arrays (features, probabilities, uint8 images, codes) and names; reading
 runs, checkpoints and data is the caller's job (``experiments/results.py``,
 ``experiments/features.py``). Each metric is a dict ``{"value", "num_samples", ...}``.
@@ -32,8 +38,10 @@ PROBE_L2 = 1e-4  # the linear probe's L2 weight on standardised codes
 PROBE_CODES = ("mean", "z")
 # Sample-quality metrics whose names do not depend on the dataset, in table order.
 DATASET_FREE_METRICS = ("precision", "recall", "label_entropy_nats")
+# A class-conditional model's own column, after those (table order).
+CONDITIONAL_METRICS = ("class_accuracy",)
 # Prefixes of the metrics named for the classifier's dataset, in table order.
-DATASET_METRIC_PREFIXES = ("fd_", "kid_")
+DATASET_METRIC_PREFIXES = ("fd_", "kid_", "intra_fd_")
 # Long TFDS names shortened in metric names (fd_fmnist, kid_fmnist as before).
 SHORT_NAMES = {"fashion_mnist": "fmnist"}
 
@@ -90,19 +98,26 @@ def kid_name(dataset: str) -> str:
     return f"kid_{dataset}"
 
 
+def intra_fd_name(dataset: str) -> str:
+    """The mean intra-class Fréchet distance's name in the features of `dataset`'s
+    classifier."""
+    return f"intra_fd_{dataset}"
+
+
 def quality_metric_names(dataset: str) -> tuple[str, ...]:
     """Every metric :func:`sample_quality` returns, in table order."""
     return (fd_name(dataset), kid_name(dataset), *DATASET_FREE_METRICS)
 
 
 def quality_columns(names: Iterable[str]) -> list[str]:
-    """The sample-quality metrics among `names`, in table order: ``fd_*``, ``kid_*`` (sorted
-    by dataset), then precision, recall and label entropy."""
+    """The sample-quality metrics among `names`, in table order: ``fd_*``, ``kid_*``,
+    ``intra_fd_*`` (each sorted by dataset), then precision, recall, label entropy and (a
+    conditional model) class accuracy."""
     names = set(names)
     out = []
     for prefix in DATASET_METRIC_PREFIXES:
         out += sorted(n for n in names if n.startswith(prefix))
-    return out + [n for n in DATASET_FREE_METRICS if n in names]
+    return out + [n for n in (*DATASET_FREE_METRICS, *CONDITIONAL_METRICS) if n in names]
 
 
 def sample_quality(real_features, fake_features, fake_probs, *, dataset: str,
@@ -136,6 +151,111 @@ def sample_quality(real_features, fake_features, fake_probs, *, dataset: str,
     put("precision", precision, k=PR_K)
     put("recall", recall, k=PR_K)
     put("label_entropy_nats", diversity.label_entropy(fake_probs))
+    return out
+
+
+def balanced_labels(num_classes: int, num_samples: int) -> np.ndarray:
+    """Class ids asking for equal numbers of samples per class: ``num_samples // num_classes``
+    of each, the classes in turn (0, 1, …, C − 1, 0, 1, …), int32. The count is rounded down
+    to a multiple of `num_classes` (so each record's ``num_samples`` states what was drawn).
+
+    Raises:
+      ValueError: fewer samples than classes, or no classes.
+    """
+    if num_classes < 1:
+        raise ValueError(f"balanced_labels needs at least one class, got {num_classes}.")
+    per_class = num_samples // num_classes
+    if per_class < 1:
+        raise ValueError(f"{num_samples} samples cannot be shared equally over {num_classes} "
+                         f"classes; ask for at least {num_classes}.")
+    return np.tile(np.arange(num_classes, dtype=np.int32), per_class)
+
+
+def _labels(name: str, labels, n: int) -> np.ndarray:
+    a = np.asarray(labels)
+    if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be integer class ids of shape [{n}], got {a.dtype} "
+                         f"{a.shape}.")
+    return a.astype(np.int64)
+
+
+def _per_class_counts(labels: np.ndarray) -> dict[int, int]:
+    ids, counts = np.unique(labels, return_counts=True)
+    return {int(c): int(k) for c, k in zip(ids, counts, strict=True)}
+
+
+def class_accuracy(probs, labels) -> dict:
+    """The share of samples the classifier labels as the class each was asked for.
+
+    Args:
+      probs: ``[N, C]`` the classifier's class probabilities (or logits) of the samples.
+      labels: ``[N]`` the class each sample was generated for.
+
+    Returns:
+      ``{"value", "num_samples", "samples_per_class": {class: n}, "per_class": {class:
+      accuracy}}`` (classes as strings in JSON).
+    """
+    probs = np.asarray(probs)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must have shape [N, C], got {probs.shape}.")
+    labels = _labels("labels", labels, len(probs))
+    hit = np.argmax(probs, axis=1) == labels
+    counts = _per_class_counts(labels)
+    return {"value": float(np.mean(hit)), "num_samples": int(len(labels)),
+            "samples_per_class": counts,
+            "per_class": {c: float(np.mean(hit[labels == c])) for c in counts}}
+
+
+def intra_class_fd(real_features, real_labels, fake_features, fake_labels, *,
+                   min_per_class: int = 2) -> dict | None:
+    """Mean over classes of the Fréchet distance between the samples generated for a class
+    and the real images of that class (the same FD as :func:`sample_quality`'s, per class).
+
+    Args:
+      real_features, real_labels: ``[N_ref, D]`` features of the real images and their classes.
+      fake_features, fake_labels: ``[N, D]`` features of the samples and the classes they were
+        asked for.
+      min_per_class: the fewest images a side needs for a class to be scored (a covariance
+        needs 2); classes of the samples with fewer real or generated images are skipped and
+        listed.
+
+    Returns:
+      ``{"value", "num_samples", "num_reference", "num_classes", "samples_per_class",
+      "per_class": {class: fd}, "skipped_classes"}``; None when no class can be scored.
+      ``value`` is the unweighted mean of ``per_class``; like any FD it is biased upwards at
+      small per-class counts, so compare values at equal ``samples_per_class``.
+    """
+    real_features = np.asarray(real_features)
+    fake_features = np.asarray(fake_features)
+    real_labels = _labels("real_labels", real_labels, len(real_features))
+    fake_labels = _labels("fake_labels", fake_labels, len(fake_features))
+    counts = _per_class_counts(fake_labels)
+    per_class, skipped = {}, []
+    for c, n in counts.items():
+        real = real_features[real_labels == c]
+        if n < min_per_class or len(real) < min_per_class:
+            skipped.append(c)
+            continue
+        per_class[c] = metrics.frechet_distance_from_features(real, fake_features[
+            fake_labels == c])
+    if not per_class:
+        return None
+    return {"value": float(np.mean(list(per_class.values()))),
+            "num_samples": int(len(fake_labels)), "num_reference": int(len(real_labels)),
+            "num_classes": len(per_class), "samples_per_class": counts,
+            "per_class": per_class, "skipped_classes": skipped}
+
+
+def conditional_quality(real_features, real_labels, fake_features, fake_probs, fake_labels,
+                        *, dataset: str, seed: int = 0) -> dict:
+    """:func:`sample_quality` over all classes, plus ``class_accuracy`` and
+    ``intra_fd_<dataset>`` (omitted when no class has 2 images on each side): the metrics of a
+    class-conditional model's samples, each asked for a class (`fake_labels`)."""
+    out = sample_quality(real_features, fake_features, fake_probs, dataset=dataset, seed=seed)
+    out["class_accuracy"] = class_accuracy(fake_probs, fake_labels)
+    intra = intra_class_fd(real_features, real_labels, fake_features, fake_labels)
+    if intra is not None:
+        out[intra_fd_name(dataset)] = intra
     return out
 
 
