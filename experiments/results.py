@@ -179,7 +179,7 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
                    device_state, step, max_examples=eval_examples))}
         rows = [row]
         if r.family.samplers:
-            sampler = family_config.sampling.sampler or r.family.samplers[0]
+            sampler = r.family.sampling_config.sampler or r.family.samplers[0]
             images, _ = r.generate(device_state, sampler, num_samples,
                                 jax.random.fold_in(r.keys["sample_inputs"], step))
             feats, probs = extractor(images, r.family.input_range)

@@ -39,7 +39,7 @@ from jaxgen.training.collect import (
 )
 from jaxgen.training.parallel import with_step_key
 from jaxgen.training.writer import write_json
-from jaxgen.validation import ConfigError
+from jaxgen.validation import ConfigError, check_choice
 
 MODES = ("train", "evaluate", "sample", "encode", "translate")
 KEY_PURPOSES = ("init", "train", "eval", "sample_inputs", "sample_noise", "preview")
@@ -185,7 +185,7 @@ class Runner:
         ``sampling.batch_size``, not on the device or process count; each chunk's inputs are
         drawn on the devices that sample from them. `labels` (a conditional family): int
         [num]; None: ``sampling.classes`` in turn."""
-        chunk = self.family.config.sampling.batch_size
+        chunk = self.family.sampling_config.batch_size
         keys = split_named(key, ("inputs", "noise"))
         step = self.compiled(f"sample_{sampler}", self.family.sample_body(sampler),
                              per_example=True)
@@ -193,7 +193,7 @@ class Runner:
         conditional = self.family.conditional
         if conditional:
             if labels is None:
-                ids = self.class_ids(self.family.config.sampling.classes)
+                ids = self.class_ids(self.family.sampling_config.classes)
                 labels = ids[np.arange(num) % len(ids)]
             labels = np.asarray(labels, np.int32)
             padded = np.resize(labels, chunks * chunk)  # the last chunk repeats from the start
@@ -221,11 +221,11 @@ class Runner:
         rng = self.family.input_range
         labels, columns = None, None
         if self.family.conditional:  # one row per class (at most 10 rows)
-            ids = self.class_ids(self.family.config.sampling.classes)[:10]
+            ids = self.class_ids(self.family.sampling_config.classes)[:10]
             columns = max(1, n // len(ids))
             labels = np.repeat(ids, columns)
-        chosen = self.family.samplers and (
-            getattr(self.family.config.sampling, "grid_samplers", ()) or self.family.samplers)
+        chosen = self.family.samplers and (self.family.sampling_config.grid_samplers
+                                           or self.family.samplers)
         for sampler in chosen:  # the same noise for every sampler
             images, _ = self.generate(device_state, sampler, len(labels) if labels is not None
                                       else n, self.keys["preview"], labels=labels)
@@ -255,10 +255,30 @@ class Runner:
             self.data.num_examples("test", p.domain)
         for p in self.family.previews().values():
             self.data.num_examples("test", p.domain)
-        sampling = getattr(self.family.config, "sampling", None)
-        if self.family.samplers and sampling.batch_size % self.parallel.num_devices:
-            raise ConfigError(f"sampling.batch_size={sampling.batch_size} must be divisible "
+        self.check_sampling_settings()
+
+    def check_sampling_settings(self) -> None:
+        """Fail on the ``sampling`` settings before anything compiles: a batch the devices
+        do not divide, a sampler the family lacks, classes asked of an unconditional model,
+        and classes the data lacks."""
+        if not self.family.samplers:
+            return
+        s = self.family.sampling_config
+        if s.batch_size % self.parallel.num_devices:
+            raise ConfigError(f"sampling.batch_size={s.batch_size} must be divisible "
                               f"by the number of devices ({self.parallel.num_devices}).")
+        for key, names in (("sampling.sampler", (s.sampler,) if s.sampler else ()),
+                           ("sampling.grid_samplers", s.grid_samplers)):
+            for name in names:
+                check_choice(key, name, self.family.samplers)
+        if self.family.conditional:
+            self.class_ids(s.classes)
+        elif s.classes:
+            raise ConfigError(
+                f"sampling.classes={tuple(s.classes)!r} asks for samples of chosen classes, "
+                f"but this {self.family.name} model is unconditional; train one with "
+                "model.class_conditional=True on labelled data, or leave sampling.classes "
+                "empty.")
 
     def train(self, *, allow_config_change: bool = False) -> dict:
         started = time.perf_counter()
@@ -312,6 +332,7 @@ class Runner:
                      if described.get("class_names") else ""))
 
     def evaluate_latest(self) -> dict:
+        self.check_sampling_settings()  # the grids' settings, before the checkpoint is read
         device_state, step = self.restore_for_output()
         metrics = {**self.evaluate_and_write_grids(device_state, step), "step": step}
         self.write_json("eval_summary.json", metrics)
@@ -319,10 +340,9 @@ class Runner:
         return metrics
 
     def sample(self) -> dict:
-        s = self.family.config.sampling
+        s = self.family.sampling_config
         sampler = s.sampler or self.family.samplers[0]
-        if self.family.conditional:
-            self.class_ids(s.classes)  # an unknown class fails before the checkpoint is read
+        self.check_sampling_settings()  # e.g. an unknown class, before the checkpoint is read
         device_state, step = self.restore_for_output()
         images, labels = self.generate(device_state, sampler, s.num_samples,
                                        jax.random.fold_in(self.keys["sample_inputs"], step))
@@ -381,7 +401,8 @@ class Runner:
     def translate(self) -> dict:
         """Translate a folder (or the source domain's test split) with the latest checkpoint:
         one PNG per input, named after it, in a new or empty folder."""
-        t = self.family.config.translate
+        t = self.family.translate_config
+        check_choice("translate.direction", t.direction, self.family.directions)
         out_dir = os.path.abspath(t.output_dir or os.path.join(
             self.output_dir, f"translated_{t.direction}"))
         if t.input_dir:
@@ -404,7 +425,7 @@ class Runner:
 
     def translate_images(self, device_state, direction: str, images: np.ndarray) -> np.ndarray:
         """`images` (model inputs of the source domain) translated in `direction`."""
-        size = self.family.config.translate.batch_size
+        size = self.family.translate_config.batch_size
         chunk = self.parallel.num_devices * -(-size // self.parallel.num_devices)
         return map_in_chunks(
             self.compiled(f"translate_{direction}", self.family.translate_body(direction),

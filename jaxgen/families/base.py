@@ -31,6 +31,9 @@ member               meaning                                                    
 ``previews``         ``{name: Preview}``: test images and what the model makes of   no
                      them, written as image grids at every evaluation
 ``samplers``         names of the ways to generate (empty: no ``generate``)         no
+``sampling_config``  the :class:`SamplingConfig` of ``--mode=sample`` and the       no
+                     grids: the config's ``sampling`` section, or the defaults
+                     where the config has none
 ``sample_inputs``    ``(key, n) -> {name: [n, ...]}``: the global noise of ``n``    with
                      samples, independent of the device count                       samplers
 ``sample_body``      ``(sampler) -> body`` mapping ``sample_inputs`` to images      with
@@ -42,7 +45,13 @@ member               meaning                                                    
 ``directions``       translation directions (empty: no ``translate``)               no
 ``translate_body``   ``(direction) -> body`` mapping ``{"image"}`` to images        with
                                                                                     directions
+``translate_config`` the :class:`TranslateConfig` of ``--mode=translate``: the      no
+                     config's ``translate`` section, or the defaults
 ===================  =============================================================  ==========
+
+Every family's config has a ``model`` section with ``dtype``, the models' compute dtype
+(:data:`DTYPES`: ``"float32"``, the default, or ``"bfloat16"``; checked by
+:func:`check_dtype`); parameters stay float32, and losses and returned images are float32.
 
 Bodies that return images or codes return one row per example of the device's shard: the
 runner compiles them with ``per_example=True`` and gathers the rows on the host.
@@ -69,6 +78,21 @@ Body = Callable[[Any, Any, jax.Array], Any]
 Metrics = dict[str, jax.Array]
 DATA_KINDS = ("images", "unpaired")
 INPUT_RANGES = ("unit", "symmetric")
+# The compute dtypes a family's ``model.dtype`` may name.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def check_dtype(key: str, value: str) -> None:
+    """Raise ConfigError unless `value` names a compute dtype of :data:`DTYPES`."""
+    if value not in DTYPES:
+        raise ConfigError(f"{key}={value!r} is not a compute dtype; choose one of "
+                          f"{', '.join(repr(d) for d in DTYPES)} (parameters stay float32).")
+
+
+def compute_dtype(value: str) -> Any:
+    """The JAX dtype ``model.dtype`` names (:data:`DTYPES`)."""
+    check_dtype("model.dtype", value)
+    return DTYPES[value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +142,7 @@ class SamplingConfig:
     # A conditional family: the classes to sample, ids or the data's class names, in turn
     # (sample i has classes[i % len]); empty: every class in turn.
     classes: tuple[str, ...] = ()
+    grid_samplers: tuple[str, ...] = ()  # the samplers of the periodic grids; (): all
 
     def __post_init__(self):
         check_number("sampling.num_samples", self.num_samples, low=1, integer=True)
@@ -204,6 +229,32 @@ class Family(abc.ABC):
 
     def translate_body(self, direction: str) -> Body:
         raise NotImplementedError(f"the {self.name} family does not translate.")
+
+    @property
+    def sampling_config(self) -> SamplingConfig:
+        """The settings of ``--mode=sample`` and the sample grids, which the runner reads:
+        the config's ``sampling`` section (a :class:`SamplingConfig` or a subclass), or the
+        defaults where the config has none."""
+        return _config_section(self, "sampling", SamplingConfig)
+
+    @property
+    def translate_config(self) -> TranslateConfig:
+        """The settings of ``--mode=translate``: the config's ``translate`` section (a
+        :class:`TranslateConfig`), or the defaults where the config has none."""
+        return _config_section(self, "translate", TranslateConfig)
+
+
+def _config_section(family: Family, name: str, cls: type) -> Any:
+    """``family.config.<name>``, checked to be a `cls`; `cls`'s defaults where it is absent
+    (or None)."""
+    section = getattr(family.config, name, None)
+    if section is None:
+        return cls()
+    if not isinstance(section, cls):
+        raise TypeError(f"the {family.name} family's config has a `{name}` section of type "
+                        f"{type(section).__name__}; the runner reads it as a {cls.__name__}: "
+                        f"declare it as one (or a subclass).")
+    return section
 
 
 def gather_replicated(x: jax.Array) -> jax.Array:

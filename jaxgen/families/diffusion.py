@@ -76,7 +76,6 @@ class DiffusionSampling(SamplingConfig):
     # Classifier-free guidance weight w ≥ 0 (a conditional model): ε̃ = (1+w)·ε(c) − w·ε(∅);
     # the "guidance scale" of other codebases is s = 1 + w (diffusion_samplers docstring).
     guidance: float = 0.0
-    grid_samplers: tuple[str, ...] = ()  # the samplers of the periodic grids; (): all
     # Each registered sampler's own settings (a new sampler adds its section here).
     ddim: samplers_lib.DDIMSettings = samplers_lib.DDIMSettings()
     ddpm: samplers_lib.DDPMSettings = samplers_lib.DDPMSettings()
