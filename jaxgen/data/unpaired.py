@@ -1,6 +1,6 @@
 """Unpaired two-domain data for CycleGAN (Zhu et al. 2017, arXiv:1703.10593).
 
-Convention (DESIGN.md): X = photos (domain ``"x"``), Y = Monet paintings (domain ``"y"``);
+Convention (docs/math.md, CycleGAN): X = photos (``"x"``), Y = Monet paintings (``"y"``);
 G: X → Y, F: Y → X. :class:`jaxgen.data.datasets.UnpairedData` opens this process's shards
 of both domains as record sources, ``{"x": [shard, ...], "y": [shard, ...]}``; the domains may
 have different sizes. Which stored domain (A or B) becomes X:

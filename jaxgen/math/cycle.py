@@ -1,7 +1,7 @@
 r"""CycleGAN's cycle-consistency and identity losses, per example (never reduced over B).
 
 Zhu, Park, Isola & Efros, "Unpaired Image-to-Image Translation using Cycle-Consistent
-Adversarial Networks", 2017 (arXiv:1703.10593). Convention (as in DESIGN.md): X = photos,
+Adversarial Networks", 2017 (arXiv:1703.10593). Convention (docs/math.md, CycleGAN): X = photos,
 Y = Monet paintings; G: X → Y (photo → Monet), F: Y → X (Monet → photo).
 
 The ‖·‖₁ terms are the mean absolute error over each example's pixels and channels, as the
