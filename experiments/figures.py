@@ -54,10 +54,10 @@ def run_name(workdir: str) -> str:
 def sample_grid(r, device_state, num: int, columns: int) -> np.ndarray:
     """`num` samples of the run's sampler as one uint8 grid (a row per class when the run is
     class-conditional)."""
-    sampler = r.family.config.sampling.sampler or r.family.samplers[0]
+    sampler = r.family.sampling_config.sampler or r.family.samplers[0]
     labels = None
     if r.family.conditional:
-        ids = r.class_ids(r.family.config.sampling.classes)[:10]
+        ids = r.class_ids(r.family.sampling_config.classes)[:10]
         columns = max(1, num // len(ids))
         labels = np.repeat(ids, columns)
         num = len(labels)
