@@ -1,4 +1,5 @@
-"""The README's "Adding a model family" example, run as written through the one runner."""
+"""The "Adding a model family" example (docs/adding_a_family.md), run as written through the one
+runner."""
 
 import os
 import re
@@ -9,16 +10,15 @@ from experiments import runner, settings
 from experiments.configs import base
 from jaxgen import families
 
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "adding_a_family.md")
 
 
 def readme_family():
-    with open(README) as f:
+    with open(RECIPE) as f:
         text = f.read()
-    section = text[text.index("## Adding a model family"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     namespace = {}
-    exec(compile(code, "README.md (Adding a model family)", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "docs/adding_a_family.md", "exec"), namespace)  # noqa: S102
     return namespace["LinearAE"]
 
 
