@@ -20,7 +20,8 @@ have passed. Besides images/s the script measures the CPU time the reading took 
 process's and its worker processes' (psutil) — over the timed window, so ``images per
 CPU-second`` (images/s per core busy) is less sensitive to other work on a shared machine than
 the wall-clock rate, and gives the cores a loader needs to keep up with a GPU step:
-``rate / (images per CPU-second)``, for the GPU step rates the README quotes (:data:`GPU_RATES`).
+``rate / (images per CPU-second)``, for the GPU step rates in docs/benchmarks.md
+(:data:`GPU_RATES`).
 
 Usage (from the repository root)::
 
@@ -44,7 +45,7 @@ SOURCES = ("folder", "array_record", "fashion_mnist")
 DEFAULT_CACHE = os.path.join(tempfile.gettempdir(), "jaxgen_bench_data")
 SIZE = 64
 NUM_CLASSES = 10
-# GPU training-step rates (images/s) from the README's H100 table (jax 0.11.2; synthetic
+# GPU training-step rates (images/s) from docs/benchmarks.md's H100 table (jax 0.11.2; synthetic
 # batches kept on the device), per kind of data: what a loader must feed.
 GPU_RATES = {
     "64x64 RGB": {

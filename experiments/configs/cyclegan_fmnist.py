@@ -10,7 +10,8 @@ Budget:   1,500 steps at batch 8, Adam 2e-4 (β₁ 0.5) for generators and discr
           (`optimizer`; the discriminators' own settings, if any, in `d_optimizer`), constant
           then linearly to 0 over the second half; 3 residual blocks, 16 base filters.
 Measured (2026-11-24, 2-core CPU shared with other work): 482 s with 3 evaluations; test
-          cycle L1 0.076 (X, sneakers) and 0.091 (Y, ankle boots) on 500 images each. README.
+          cycle L1 0.076 (X, sneakers) and 0.091 (Y, ankle boots) on 500 images each.
+          docs/families/cyclegan.md.
 """
 
 from ml_collections.config_dict import placeholder

@@ -7,7 +7,7 @@ Needs TFDS `cycle_gan/monet2photo` prepared in the data_dir (`tfds build cycle_g
 --data_dir=...`), or any trainA/ trainB/ testA/ testB/ folders with
 --config.data.source=folders --config.data.root=DIR. Paper budget: 100 epochs at 2e-4, then 100
 epochs decaying linearly to 0, batch 1. `python -m benchmarks.steps --models cyclegan_256` times
-the step (README, Benchmarks).
+the step (docs/benchmarks.md).
 """
 
 from experiments.configs import cyclegan_fmnist

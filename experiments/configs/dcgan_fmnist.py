@@ -7,7 +7,8 @@ Sample:   ... --workdir runs/dcgan_fmnist --mode=sample --config.sampling.num_sa
 Budget:   2,000 steps at batch 64 (≈ 2.1 epochs), Adam 2e-4 (β₁ 0.5) for G and D
           (`optimizer`; D's own settings, if any, in `d_optimizer`).
 Measured (2026-11-24, 2-core CPU shared with other work): 887 s with 10 grid evaluations;
-          recognisable garments and shoes in the final grid; test d_real 0.86, d_fake 0.64 (README).
+          recognisable garments and shoes in the final grid; test d_real 0.86, d_fake 0.64
+          (docs/families/gans.md).
 """
 
 from ml_collections.config_dict import placeholder

@@ -5,7 +5,7 @@ Command:
       --workdir runs/ddpm_cifar10
 Needs CIFAR-10 prepared in the TFDS data_dir (`tfds build cifar10 --data_dir=...`, or
 --config.data.download=True when online). The paper trains 800k steps at batch 128 on a TPU v3-8;
-`python -m benchmarks.steps --models ddpm_cifar10` times this config's step (README, Benchmarks).
+`python -m benchmarks.steps --models ddpm_cifar10` times this config's step (docs/benchmarks.md).
 """
 
 from experiments.configs import ddpm_fmnist

@@ -5,7 +5,7 @@ Command:
 Budget:   10 epochs, batch 128, Adam 1e-3 (4,690 steps).
 Measured (2026-11-25, 2-core CPU): 256 s including the evaluation on the whole test split;
           test −ELBO 243.3 ± 0.8 nats, IWAE-100 NLL 239.8 ± 0.8 nats, KL 18.7 nats (the MLP
-          VAE: 244.3 and 241.8). Training step: README's CPU-against-PyTorch table.
+          VAE: 244.3 and 241.8). Training step: docs/benchmarks.md, CPU against PyTorch.
 """
 
 from experiments.configs import vae_mlp
