@@ -250,12 +250,33 @@ def conditional_quality(real_features, real_labels, fake_features, fake_probs, f
                         *, dataset: str, seed: int = 0) -> dict:
     """:func:`sample_quality` over all classes, plus ``class_accuracy`` and
     ``intra_fd_<dataset>`` (omitted when no class has 2 images on each side): the metrics of a
-    class-conditional model's samples, each asked for a class (`fake_labels`)."""
+    class-conditional model's samples, each asked for a class (`fake_labels`); `real_labels`
+    None (real images without classes): no intra-class FD."""
     out = sample_quality(real_features, fake_features, fake_probs, dataset=dataset, seed=seed)
     out["class_accuracy"] = class_accuracy(fake_probs, fake_labels)
-    intra = intra_class_fd(real_features, real_labels, fake_features, fake_labels)
+    intra = None if real_labels is None else intra_class_fd(real_features, real_labels,
+                                                             fake_features, fake_labels)
     if intra is not None:
         out[intra_fd_name(dataset)] = intra
+    return out
+
+
+def sweep_quality(real_features, fake_features, *, dataset: str, real_labels=None,
+                  fake_probs=None, fake_labels=None) -> dict:
+    """The metrics of one point of a sampling sweep (many points: no KID or precision/recall):
+    ``fd_<dataset>`` against all real images and, for samples asked for classes
+    (`fake_labels` with `fake_probs` and `real_labels`), ``class_accuracy`` and
+    ``intra_fd_<dataset>``; each ``{"value", "num_samples", ...}``."""
+    n, n_ref = len(fake_features), len(real_features)
+    out = {fd_name(dataset): {
+        "value": float(metrics.frechet_distance_from_features(real_features, fake_features)),
+        "num_samples": n, "num_reference": n_ref}}
+    if fake_labels is not None:
+        out["class_accuracy"] = class_accuracy(fake_probs, fake_labels)
+        if real_labels is not None:
+            intra = intra_class_fd(real_features, real_labels, fake_features, fake_labels)
+            if intra is not None:
+                out[intra_fd_name(dataset)] = intra
     return out
 
 

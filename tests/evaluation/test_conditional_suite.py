@@ -91,3 +91,19 @@ def test_conditional_quality_adds_the_class_metrics_to_the_overall_ones():
     assert out["intra_fd_toy"] == suite.intra_class_fd(real, real_y, fake, fake_y)
     assert suite.quality_columns(out) == ["fd_toy", "kid_toy", "intra_fd_toy", "precision",
                                           "recall", "label_entropy_nats", "class_accuracy"]
+
+
+def test_sweep_quality_is_fd_and_the_class_metrics():
+    rng = np.random.default_rng(3)
+    real, real_y = gaussian_classes(rng, (30, 30, 30), d=4, shift=0.0)
+    fake, fake_y = gaussian_classes(rng, (20, 20, 20), d=4, shift=0.1)
+    probs = one_hot(fake_y) * 0.91 + 0.03
+    full = suite.conditional_quality(real, real_y, fake, probs, fake_y, dataset="toy")
+    point = suite.sweep_quality(real, fake, dataset="toy", real_labels=real_y, fake_probs=probs,
+                                fake_labels=fake_y)
+    assert set(point) == {"fd_toy", "class_accuracy", "intra_fd_toy"}
+    assert point["fd_toy"] == {k: full["fd_toy"][k] for k in ("value", "num_samples",
+                                                              "num_reference")}
+    assert point["class_accuracy"] == full["class_accuracy"]
+    assert point["intra_fd_toy"] == full["intra_fd_toy"]
+    assert set(suite.sweep_quality(real, fake, dataset="toy")) == {"fd_toy"}  # unconditional
