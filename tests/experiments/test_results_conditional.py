@@ -207,3 +207,17 @@ def test_training_curves_read_the_runs_event_files(runs, tmp_path):
     with Image.open(path) as image:
         assert image.format == "PNG"
     assert plots.curves_plot(str(tmp_path), str(tmp_path / "none.png")) is None
+
+
+def test_sweep_plots_of_an_unconditional_run_draw_fd_only(tmp_path):
+    def point(sampler, nfe, fd):
+        return {"sampler": sampler, "nfe": nfe, "guidance": 0.0, "steps": nfe, "num_samples": 6,
+                "metrics": {"fd_toys": {"value": fd, "num_samples": 6}}}
+
+    points = [point("ddim", 10, 3.0), point("ddim", 20, 2.0), point("heun", 19, 1.5)]
+    path = plots.steps_plot(points, str(tmp_path / "s.png"), fd="fd_toys", title="t")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] < 700  # one panel: no class accuracy
+    table = sweeps.to_markdown([{"name": "ddpm", "kind": "steps", "num_samples": 6,
+                                 "samples_per_class": None, "points": points}], "toys")
+    assert "| ddpm | steps | heun | 19 | 19 | 0 | 6 | 1.5 | — | — |" in table
