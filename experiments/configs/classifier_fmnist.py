@@ -18,7 +18,8 @@ def get_config():
     c = base.get_image_config()
     c.family = "classifier"
     c.model = dict(num_classes=0,  # 0: the data's classes
-                   widths=(32, 64), feature_dim=128, conv_dropout=0.25, dense_dropout=0.5)
+                   widths=(32, 64), feature_dim=128, conv_dropout=0.25, dense_dropout=0.5,
+                   dtype="float32")  # compute dtype; "bfloat16": mixed precision
 
     c.optimizer.learning_rate = 2e-3
     c.optimizer.warmup_steps = 300

@@ -36,7 +36,8 @@ def get_config():
     c.data.flip = True
 
     c.model = dict(num_blocks=3, generator_features=16, discriminator_features=16,
-                   discriminator_layers=2)
+                   discriminator_layers=2,
+                   dtype="float32")  # compute dtype; "bfloat16": mixed precision
     c.loss = dict(cycle_weight=10.0,  # λ
                   identity_weight=0.5,  # × λ; 0 disables the identity loss
                   pool_size=50)  # history of generated images per domain; 0 disables

@@ -26,7 +26,8 @@ def get_config():
     c.model = dict(latent_dim=100, generator_features=32, discriminator_features=32,
                    # True: condition G (conditional BatchNorm) and D (projection) on the
                    # data's classes; sample by class with --config.sampling.classes=…
-                   class_conditional=False)
+                   class_conditional=False,
+                   dtype="float32")  # compute dtype; "bfloat16": mixed precision
     c.loss = dict(kind="non_saturating",  # "minimax", "non_saturating", "least_squares", "hinge"
                   r1_weight=0.0,  # γ of the R1 penalty (γ/2)·‖∇D(x)‖² on real data; 0: off
                   d_steps=1)  # discriminator updates per generator update

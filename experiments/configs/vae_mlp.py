@@ -14,7 +14,8 @@ def get_config():
                    channels=(32, 64), init="torch",  # PyTorch nn.Linear init, as the reference
                    # True: encoder and decoder see the class (one-hot), a conditional VAE
                    # (AE); sample by class with --config.sampling.classes=…
-                   class_conditional=False)
+                   class_conditional=False,
+                   dtype="float32")  # compute dtype; "bfloat16": mixed precision
     c.loss = dict(reconstruction="bce", beta=1.0, gaussian_logvar=-4.6, corruption="none",
                   corruption_level=0.0)
     c.eval.iwae_samples = 100

@@ -32,6 +32,8 @@ from jaxgen.families.base import (
     Family,
     Preview,
     SamplingConfig,
+    check_dtype,
+    compute_dtype,
     image_axes,
     init_variables,
 )
@@ -163,9 +165,11 @@ class AutoencoderModel:
     # Condition the encoder and decoder on the data's classes (one-hot labels): q(z|x, y),
     # p(x|z, y) (Sohn et al. 2015); the VAE then samples z ~ N(0, I) for the labels asked for.
     class_conditional: bool = False
+    dtype: str = "float32"  # compute dtype ("bfloat16": mixed precision); params stay float32
 
     def __post_init__(self):
         check_choice("model.architecture", self.architecture, ARCHITECTURES)
+        check_dtype("model.dtype", self.dtype)
         check_choice("model.init", self.init, DENSE_INITS)
         check_number("model.latent_dim", self.latent_dim, low=1, integer=True)
         for i, w in enumerate((*self.hidden, *self.channels)):
@@ -248,7 +252,8 @@ class Autoencoder(Family):
         self.model = make_autoencoder(
             architecture=m.architecture, image_shape=self.image_shape, latent_dim=m.latent_dim,
             variational=self.variational, hidden=m.hidden, channels=m.channels, init=m.init,
-            num_classes=self.num_classes if self.conditional else 0)
+            num_classes=self.num_classes if self.conditional else 0,
+            dtype=compute_dtype(m.dtype))
 
     def labels(self, batch) -> jax.Array | None:
         """The labels the model takes: ``batch["label"]`` when conditional, else None."""

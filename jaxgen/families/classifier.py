@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen.families.base import EvalPass, Family, init_variables
+from jaxgen.families.base import EvalPass, Family, check_dtype, compute_dtype, init_variables
 from jaxgen.models.classifier import Classifier as ClassifierModule
 from jaxgen.training import AXIS, LossOutput, TrainState, gradient_update
 from jaxgen.training.keys import split_named
@@ -49,6 +49,7 @@ class ClassifierModel:
     feature_dim: int = 128
     conv_dropout: float = 0.25
     dense_dropout: float = 0.5
+    dtype: str = "float32"  # compute dtype ("bfloat16": mixed precision); params stay float32
 
     def __post_init__(self):
         if self.num_classes:
@@ -61,6 +62,7 @@ class ClassifierModel:
         for name in ("conv_dropout", "dense_dropout"):
             check_number(f"model.{name}", getattr(self, name), low=0.0, high=1.0,
                          high_open=True)
+        check_dtype("model.dtype", self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +95,8 @@ class Classifier(Family):
                               f"{num_classes} classes; set it to 0 to take the data's.")
         self.model = ClassifierModule(num_classes=classes, widths=m.widths,
                                       feature_dim=m.feature_dim, conv_dropout=m.conv_dropout,
-                                      dense_dropout=m.dense_dropout, axis_name=AXIS)
+                                      dense_dropout=m.dense_dropout, axis_name=AXIS,
+                                      dtype=compute_dtype(m.dtype))
 
     def init(self, key, tx, *, ema_decay=0.0):
         x = jnp.zeros((2, *self.image_shape), jnp.float32)

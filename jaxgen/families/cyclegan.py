@@ -24,6 +24,8 @@ from jaxgen.families.base import (
     Family,
     Preview,
     TranslateConfig,
+    check_dtype,
+    compute_dtype,
     gather_replicated,
     init_variables,
     mean_over_pixels,
@@ -68,11 +70,11 @@ def make_cyclegan_step(generator: ResnetGenerator, discriminator: PatchDiscrimin
     """
     lam, lam_id = cycle_weight, identity_weight * cycle_weight
 
-    def gen(params, images):
-        return generator.apply({"params": params}, images)
+    def gen(params, images):  # float32 images whatever the networks' compute dtype
+        return generator.apply({"params": params}, images).astype(jnp.float32)
 
-    def dis(params, images):
-        return discriminator.apply({"params": params}, images)
+    def dis(params, images):  # float32 scores: the losses are computed in full precision
+        return discriminator.apply({"params": params}, images).astype(jnp.float32)
 
     def step(state: TwoPlayerState, batch, key):
         x, y = batch["x"], batch["y"]
@@ -120,11 +122,13 @@ class CycleGANModel:
     generator_features: int = 64
     discriminator_features: int = 64
     discriminator_layers: int = 3
+    dtype: str = "float32"  # compute dtype ("bfloat16": mixed precision); params stay float32
 
     def __post_init__(self):
         for name in ("num_blocks", "generator_features", "discriminator_features",
                      "discriminator_layers"):
             check_number(f"model.{name}", getattr(self, name), low=1, integer=True)
+        check_dtype("model.dtype", self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,10 +166,11 @@ class CycleGAN(Family):
     def __init__(self, config: CycleGANConfig, *, image_shape, num_classes: int = 0):
         super().__init__(config, image_shape=image_shape, num_classes=num_classes)
         m = config.model
+        dtype = compute_dtype(m.dtype)
         self.generator = ResnetGenerator(num_blocks=m.num_blocks, features=m.generator_features,
-                                         out_channels=self.image_shape[-1])
+                                         out_channels=self.image_shape[-1], dtype=dtype)
         self.discriminator = PatchDiscriminator(features=m.discriminator_features,
-                                                num_layers=m.discriminator_layers)
+                                                num_layers=m.discriminator_layers, dtype=dtype)
         self._step = make_cyclegan_step(self.generator, self.discriminator,
                                         cycle_weight=config.loss.cycle_weight,
                                         identity_weight=config.loss.identity_weight)
@@ -196,8 +201,8 @@ class CycleGAN(Family):
     def _there_and_back(self, state, direction, a):
         p = state.generator.eval_params
         there, back = DIRECTIONS[direction]
-        b = self.generator.apply({"params": p[there]}, a)
-        return b, self.generator.apply({"params": p[back]}, b)
+        b = self.generator.apply({"params": p[there]}, a).astype(jnp.float32)
+        return b, self.generator.apply({"params": p[back]}, b).astype(jnp.float32)
 
     def _cycle_pass(self, direction):
         def cycle_l1(state, batch, key):
@@ -229,6 +234,6 @@ class CycleGAN(Family):
 
         def translate(state, batch, key):
             p = state.generator.eval_params[there]
-            return self.generator.apply({"params": p}, batch["image"])
+            return self.generator.apply({"params": p}, batch["image"]).astype(jnp.float32)
 
         return translate

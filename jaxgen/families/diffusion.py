@@ -14,7 +14,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.families import diffusion_samplers as samplers_lib
-from jaxgen.families.base import EvalPass, Family, SamplingConfig, init_variables
+from jaxgen.families.base import (
+    EvalPass,
+    Family,
+    SamplingConfig,
+    check_dtype,
+    compute_dtype,
+    init_variables,
+)
 from jaxgen.math import diffusion
 from jaxgen.math.diffusion.reverse import VARIANCE_KINDS
 from jaxgen.math.diffusion.schedules import SCHEDULE_KINDS
@@ -22,8 +29,6 @@ from jaxgen.models.unet import UNet
 from jaxgen.training import LossOutput, TrainState, gradient_update, per_example_keys
 from jaxgen.training.keys import device_key, split_named
 from jaxgen.validation import ConfigError, check_choice, check_number
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +68,7 @@ class DiffusionModel:
         check_number("model.num_res_blocks", self.num_res_blocks, low=1, integer=True)
         check_number("model.dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         check_number("model.num_groups", self.num_groups, low=1, integer=True)
-        check_choice("model.dtype", self.dtype, tuple(DTYPES))
+        check_dtype("model.dtype", self.dtype)
         if not self.ch_mult:
             check_choice("model.ch_mult", self.ch_mult, ["a non-empty tuple"])
 
@@ -168,7 +173,7 @@ class Diffusion(Family):
         self.condition_on_classes(m.class_conditional)
         self.model = UNet(ch=m.ch, ch_mult=m.ch_mult, num_res_blocks=m.num_res_blocks,
                           attn_resolutions=m.attn_resolutions, dropout=m.dropout,
-                          num_groups=m.num_groups, dtype=DTYPES[m.dtype],
+                          num_groups=m.num_groups, dtype=compute_dtype(m.dtype),
                           num_classes=self.num_classes if self.conditional else 0)
 
     def init(self, key, tx, *, ema_decay=0.0):

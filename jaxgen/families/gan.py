@@ -23,6 +23,8 @@ from jaxgen.families.base import (
     EvalPass,
     Family,
     SamplingConfig,
+    check_dtype,
+    compute_dtype,
     init_variables,
     player_optimizer,
     two_player_optimizers,
@@ -96,8 +98,10 @@ def make_dcgan_step(generator: Generator, discriminator: Discriminator, *,
     conditional = num_classes > 0
 
     def generate(g: TrainState, params, z, y):
-        """G in train mode: ``(images, G's updated batch statistics)``."""
-        return generator.apply(g.variables(params), z, **y, train=True, mutable=["batch_stats"])
+        """G in train mode: ``(float32 images, G's updated batch statistics)``."""
+        fake, stats = generator.apply(g.variables(params), z, **y, train=True,
+                                      mutable=["batch_stats"])
+        return fake.astype(jnp.float32), stats
 
     def discriminate(d: TrainState, params, x, y):
         """D in train mode: ``(outputs, D's updated batch statistics)``."""
@@ -172,10 +176,12 @@ class GANModel:
     # Condition on the data's classes: a conditional-BatchNorm G and a projection D, the
     # fakes drawn for the real batch's labels; sampling reads the labels asked for.
     class_conditional: bool = False
+    dtype: str = "float32"  # compute dtype ("bfloat16": mixed precision); params stay float32
 
     def __post_init__(self):
         for name in ("latent_dim", "generator_features", "discriminator_features"):
             check_number(f"model.{name}", getattr(self, name), low=1, integer=True)
+        check_dtype("model.dtype", self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,11 +229,12 @@ class GAN(Family):
         m = config.model
         self.condition_on_classes(m.class_conditional)
         k = self.num_classes if self.conditional else 0
+        dtype = compute_dtype(m.dtype)
         self.generator = Generator(latent_dim=m.latent_dim, features=m.generator_features,
                                    channels=channels, image_size=size, axis_name=AXIS,
-                                   num_classes=k)
+                                   num_classes=k, dtype=dtype)
         self.discriminator = Discriminator(features=m.discriminator_features, image_size=size,
-                                           axis_name=AXIS, num_classes=k)
+                                           axis_name=AXIS, num_classes=k, dtype=dtype)
         self._step = make_dcgan_step(self.generator, self.discriminator,
                                      loss_kind=config.loss.kind,
                                      r1_weight=config.loss.r1_weight,
@@ -273,7 +280,8 @@ class GAN(Family):
         real = batch["image"]
         y = labels_kwargs(batch, self.conditional)
         z = latents(key, real.shape[0], self.config.model.latent_dim)
-        fake = self.generator.apply(g.variables(g.eval_params), z, **y, train=False)
+        fake = self.generator.apply(g.variables(g.eval_params), z, **y, train=False
+                                    ).astype(jnp.float32)
 
         def discriminate(x):
             return self.discriminator.apply(d.variables(), x, **y, train=False)
@@ -296,6 +304,7 @@ class GAN(Family):
         def sample(state, batch, key):
             g = state.generator
             return self.generator.apply(g.variables(g.eval_params), batch["z"],
-                                        **labels_kwargs(batch, self.conditional), train=False)
+                                        **labels_kwargs(batch, self.conditional), train=False
+                                        ).astype(jnp.float32)
 
         return sample

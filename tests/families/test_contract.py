@@ -21,6 +21,7 @@ from jaxgen.training import (
     fit,
     with_step_key,
 )
+from jaxgen.validation import ConfigError
 from tests.experiments.helpers import load_config
 
 NAMES = families.names()
@@ -212,3 +213,48 @@ def test_generate_encode_translate_where_supported(name, trained):
     for mode in unsupported:
         with pytest.raises(ValueError, match=f"--mode={mode} is not available"):
             runner.run(*cfg, str(workdir), mode)
+
+
+def matmul_input_dtypes(jaxpr) -> set[str]:
+    """Input dtypes of every conv / dot_general in ``jaxpr``, nested jaxprs included."""
+    found = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in ("conv_general_dilated", "dot_general"):
+            found.update(str(v.aval.dtype) for v in eqn.invars)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found |= matmul_input_dtypes(inner)
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_dtype_is_checked_and_computes_in_it(name, tmp_path):
+    """``model.dtype``: float32 by default; bfloat16 computes the networks' products in
+    bfloat16 while the parameters, metrics and returned images stay float32 (traced, not
+    run); anything else is a one-line error."""
+    assert families.get(name).Config().model.dtype == "float32"
+    with pytest.raises(ConfigError, match="model.dtype='float16' is not a compute dtype") as e:
+        settings.from_config_dict(load_config(f"tiny/{name}", {"model.dtype": "float16"}))
+    assert "\n" not in str(e.value)
+    r = make_runner(name, tmp_path, {"model.dtype": "bfloat16"}, devices=jax.devices()[:1])
+    state = r.abstract_state(10)
+    assert "bfloat16" not in {str(x.dtype) for x in jax.tree.leaves(state)}
+    batch = r.data.train_loader(8, 1).batch(0)
+    key = r.keys["train"]
+    train = jax.make_jaxpr(r.parallel.compile(with_step_key(r.family.train_body)))(
+        state, batch, key)
+    assert "bfloat16" in matmul_input_dtypes(train.jaxpr)
+    _, metrics = jax.eval_shape(r.parallel.compile(with_step_key(r.family.train_body)),
+                                state, batch, key)
+    assert {m.dtype for m in metrics.values()} == {jax.numpy.dtype("float32")}
+    image = batch if "image" in batch else {"image": batch["x"]}  # with labels, if any
+    bodies = [(p.body, image) for p in r.family.eval_passes().values()]
+    bodies += [(r.family.sample_body(s), r.family.sample_inputs(key, 4))
+               for s in r.family.samplers]
+    bodies += [(r.family.translate_body(d), image) for d in r.family.directions]
+    for body, inputs in bodies:
+        out = jax.eval_shape(r.parallel.compile(body, per_example=True), state, inputs, key)
+        assert {x.dtype for x in jax.tree.leaves(out)} == {jax.numpy.dtype("float32")}, body
+    r.close()
