@@ -66,6 +66,11 @@ def _one_hot(y: jax.Array | None, num_classes: int, batch: int, owner: str,
     return None if y is None else jax.nn.one_hot(y, num_classes, dtype=dtype)
 
 
+def _output_dtype(dtype) -> jnp.dtype:
+    """The output layers' computation dtype: float32, or `dtype` where it is wider."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 class MLPEncoder(nn.Module):
     """Flatten, then Dense+ReLU layers, then a linear layer of ``features`` outputs.
 
@@ -87,7 +92,7 @@ class MLPEncoder(nn.Module):
             h = jnp.concatenate([h, one_hot], axis=-1)
         for width in self.hidden:
             h = nn.relu(dense(width, h.shape[-1], self.init, self.dtype)(h))
-        return dense(self.features, h.shape[-1], self.init, jnp.float32)(h)
+        return dense(self.features, h.shape[-1], self.init, _output_dtype(self.dtype))(h)
 
 
 class MLPDecoder(nn.Module):
@@ -110,7 +115,8 @@ class MLPDecoder(nn.Module):
             h = jnp.concatenate([h, one_hot], axis=-1)
         for width in self.hidden:
             h = nn.relu(dense(width, h.shape[-1], self.init, self.dtype)(h))
-        h = dense(math.prod(self.image_shape), h.shape[-1], self.init, jnp.float32)(h)
+        h = dense(math.prod(self.image_shape), h.shape[-1], self.init,
+                  _output_dtype(self.dtype))(h)
         return h.reshape((z.shape[0], *self.image_shape))
 
 
@@ -137,7 +143,8 @@ class ConvEncoder(nn.Module):
         for ch in self.channels:
             h = nn.relu(layers.Conv(ch, (4, 4), strides=(2, 2), padding="SAME",
                                     dtype=self.dtype)(h))
-        return nn.Dense(self.features, dtype=jnp.float32)(h.reshape((h.shape[0], -1)))
+        return nn.Dense(self.features, dtype=_output_dtype(self.dtype))(
+            h.reshape((h.shape[0], -1)))
 
 
 class ConvDecoder(nn.Module):
@@ -173,7 +180,7 @@ class ConvDecoder(nn.Module):
             h = nn.relu(layers.ConvTranspose(ch, (4, 4), strides=(2, 2), padding="SAME",
                                              dtype=self.dtype)(h))
         return layers.ConvTranspose(c_out, (4, 4), strides=(2, 2), padding="SAME",
-                                    dtype=jnp.float32)(h)
+                                    dtype=_output_dtype(self.dtype))(h)
 
 
 def _check_images(x: jax.Array, image_shape: Sequence[int]) -> None:
