@@ -27,7 +27,7 @@ from jaxgen.math.diffusion.reverse import VARIANCE_KINDS
 from jaxgen.math.diffusion.schedules import SCHEDULE_KINDS
 from jaxgen.models.unet import UNet
 from jaxgen.training import LossOutput, TrainState, gradient_update, per_example_keys
-from jaxgen.training.keys import device_key, split_named
+from jaxgen.training.keys import AXIS, split_named
 from jaxgen.validation import ConfigError, check_choice, check_number
 
 
@@ -174,7 +174,8 @@ class Diffusion(Family):
         self.model = UNet(ch=m.ch, ch_mult=m.ch_mult, num_res_blocks=m.num_res_blocks,
                           attn_resolutions=m.attn_resolutions, dropout=m.dropout,
                           num_groups=m.num_groups, dtype=compute_dtype(m.dtype),
-                          num_classes=self.num_classes if self.conditional else 0)
+                          num_classes=self.num_classes if self.conditional else 0,
+                          axis_name=AXIS)
 
     def init(self, key, tx, *, ema_decay=0.0):
         x = jnp.zeros((1, *self.image_shape), jnp.float32)
@@ -185,7 +186,8 @@ class Diffusion(Family):
                                  ema_decay=ema_decay)
 
     def train_body(self, state, batch, key):
-        """t and ε per example (device-count invariant), L_simple, one update."""
+        """t, ε, flips, label dropout and the dropout masks per example (from each example's
+        global index: 1 and N devices take the same step), L_simple, one update."""
         x0 = batch["image"]
         b = x0.shape[0]
         keys = split_named(key, ("t", "noise", "dropout", "flip", "uncond"))
@@ -205,7 +207,7 @@ class Diffusion(Family):
 
         def loss_fn(params):
             eps = self.model.apply({"params": params}, x_t, t, y, train=True,
-                                   rngs={"dropout": device_key(keys["dropout"])})
+                                   rngs={"dropout": keys["dropout"]})
             loss = diffusion.l_simple(noise, eps).mean()
             return LossOutput(loss=loss, metrics={"loss": loss})
 

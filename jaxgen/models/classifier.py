@@ -28,36 +28,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen import validation
+from jaxgen.models.layers import ExampleDropout
 
 __all__ = ["Classifier"]
-
-
-class ExampleDropout(nn.Module):
-    """Dropout whose mask for each example depends only on the example's *global* index.
-
-    Like ``nn.Dropout`` (zero with probability ``rate``, scale the rest by 1/(1 − rate)), but
-    the mask of example i is drawn from ``fold_in(make_rng("dropout"), i)``, i counting over
-    every device of ``axis_name``: with the same key on every device, any number of devices
-    draws the masks one device would draw for the same global batch.
-
-    Attributes:
-      rate: the dropout probability, in [0, 1).
-      axis_name: the device axis (the batch is this device's shard), or None when not mapped.
-    """
-
-    rate: float
-    axis_name: str | None = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        if deterministic or self.rate == 0.0:
-            return x
-        key = self.make_rng("dropout")
-        b = x.shape[0]
-        first = jax.lax.axis_index(self.axis_name) * b if self.axis_name is not None else 0
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, first + jnp.arange(b))
-        keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
-        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
 
 class Classifier(nn.Module):

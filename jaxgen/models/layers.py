@@ -25,6 +25,9 @@ Nearest-neighbour upsampling followed by a convolution is itself a transposed co
 the small input: :class:`UpsampleConv` (the UNet's upsampling) computes it with the same
 sub-pixel form, without the upsampled tensor.
 Layouts: inputs ``[B, *spatial, C]``, kernels ``[*K, C_in, C_out]``.
+
+:class:`ExampleDropout` (dropout with each example's mask drawn from its global index, so
+independent of the device count) is shared by the classifier and the UNet.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["Conv", "ConvTranspose", "UpsampleConv", "conv_general_dilated", "conv_strided",
-           "conv_transpose_subpixel", "upsample_conv_general_dilated", "upsample_nearest"]
+__all__ = ["Conv", "ConvTranspose", "ExampleDropout", "UpsampleConv", "conv_general_dilated",
+           "conv_strided", "conv_transpose_subpixel", "upsample_conv_general_dilated",
+           "upsample_nearest"]
 
 
 def _channels_last(nd: int) -> tuple[str, str, str]:
@@ -418,3 +422,31 @@ class UpsampleConv(nn.Conv):
     """
 
     conv_general_dilated: Callable[..., jax.Array] | None = upsample_conv_general_dilated
+
+
+class ExampleDropout(nn.Module):
+    """Dropout whose mask for each example depends only on the example's *global* index.
+
+    Like ``nn.Dropout`` (zero with probability ``rate``, scale the rest by 1/(1 − rate)), but
+    the mask of example i is drawn from ``fold_in(make_rng("dropout"), i)``, i counting over
+    every device of ``axis_name``: with the same key on every device, any number of devices
+    draws the masks one device would draw for the same global batch.
+
+    Attributes:
+      rate: the dropout probability, in [0, 1).
+      axis_name: the device axis (the batch is this device's shard), or None when not mapped.
+    """
+
+    rate: float
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        if deterministic or self.rate == 0.0:
+            return x
+        key = self.make_rng("dropout")
+        b = x.shape[0]
+        first = jax.lax.axis_index(self.axis_name) * b if self.axis_name is not None else 0
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, first + jnp.arange(b))
+        keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
+        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))

@@ -103,6 +103,7 @@ class ResnetBlock(nn.Module):
     num_groups: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    axis_name: str | None = None  # the device axis of the dropout masks' example indices
 
     @nn.compact
     def __call__(self, x: jax.Array, temb: jax.Array, *, train: bool) -> jax.Array:
@@ -118,7 +119,7 @@ class ResnetBlock(nn.Module):
                          param_dtype=self.param_dtype, name="temb_proj")(
             nn.swish(temb))[:, None, None, :]
         h = norm(h, "norm2")
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = layers.ExampleDropout(self.dropout, self.axis_name)(h, deterministic=not train)
         h = conv(self.out_ch, (3, 3), _zero_init, "conv2")(h)
         if x.shape[-1] != self.out_ch:
             x = conv(self.out_ch, (1, 1), _default_init, "nin_shortcut")(x)
@@ -179,13 +180,17 @@ class UNet(nn.Module):
       num_res_blocks: ResNet blocks per level on the down path (one more on the up path).
       attn_resolutions: feature-map heights at which self-attention follows each block.
       dropout: dropout rate inside the ResNet blocks (active only with ``train=True``;
-        rng stream ``"dropout"``).
+        rng stream ``"dropout"``); each example's masks are drawn from its global index
+        (:class:`jaxgen.models.layers.ExampleDropout`), so they do not depend on the device
+        count.
       out_ch: output channels; ``None`` means the input's channel count.
       resamp_with_conv: strided 3×3 conv to downsample and a 3×3 conv after upsampling if
         True; 2×2 average pooling and plain nearest upsampling if False.
       num_groups: GroupNorm groups; every ``ch · ch_mult[i]`` must be divisible by it.
       dtype: computation dtype (``jnp.bfloat16`` for mixed precision).
       param_dtype: parameter dtype.
+      axis_name: the device axis the batch is split over (``"data"`` under data
+        parallelism), for the examples' global indices in dropout; None when not mapped.
       num_classes: number of classes K to condition on; 0 (the default) is unconditional.
         When K > 0 the parameter ``class_embed/embedding`` has shape ``[K + 1, 4 · ch]`` and
         the label K is the null class ∅ (no class: the unconditional prediction for
@@ -204,6 +209,7 @@ class UNet(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     num_classes: int = 0
+    axis_name: str | None = None
 
     @property
     def null_class(self) -> int:
@@ -263,7 +269,8 @@ class UNet(nn.Module):
                                 owner="UNet", null_class=True)
         out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        block = lambda ch, name: ResnetBlock(ch, self.dropout, self.num_groups, name=name, **kw)
+        block = lambda ch, name: ResnetBlock(ch, self.dropout, self.num_groups, name=name,
+                                             axis_name=self.axis_name, **kw)
         attn = lambda name: AttnBlock(self.num_groups, name=name, **kw)
         conv3 = lambda features, name, init=_default_init, strides=1, conv=layers.Conv: conv(
             features, (3, 3), strides=strides, padding="SAME", kernel_init=init, name=name, **kw)
