@@ -71,10 +71,17 @@ def check_same_settings(record: dict) -> None:
 STATE_KEYS = ("family", "model.", "optimizer.", "d_optimizer.")
 
 
+# Settings added after runs were trained, with the value such a run had without naming it: a
+# ``config.json`` that lacks the key holds that value (a float32 run from before ``model.dtype``
+# existed still resumes and is still read).
+IMPLIED_BEFORE = {"model.dtype": "float32", "model.class_conditional": False}
+
+
 def config_differences(saved: dict, record: dict, only: tuple[str, ...] = ("",)) -> list[str]:
     """The settings (under the prefixes `only`) that change a run's meaning and differ
     between a saved ``config.json`` and `record`, as ``"key: old → new"``."""
     old, new = _flatten(saved), _flat_record(record)
+    old = {**{k: v for k, v in IMPLIED_BEFORE.items() if k in new}, **old}
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)
                      and k.startswith(only) and not k.startswith(MAY_CHANGE))
     return [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed]
