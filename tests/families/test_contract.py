@@ -36,16 +36,27 @@ def make_runner(name, workdir, overrides=None, devices=None):
     return r
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Each family trained for its tiny budget (3 steps), once per module."""
-    out = {}
-    for name in NAMES:
-        workdir = tmp_path_factory.mktemp(name)
+class Trained(dict):
+    """``trained[name]``: ``(workdir, summary)`` of family `name` trained for its tiny budget
+    (3 steps), trained when a test first asks for it, so that a run of one family's tests
+    (``-k gan``) trains only that family."""
+
+    def __init__(self, tmp_path_factory):
+        super().__init__()
+        self.tmp_path_factory = tmp_path_factory
+
+    def __missing__(self, name):
+        workdir = self.tmp_path_factory.mktemp(name)
         summary = runner.run(*settings.from_config_dict(load_config(f"tiny/{name}", {})),
                              str(workdir))
-        out[name] = (workdir, summary)
-    return out
+        self[name] = (workdir, summary)
+        return self[name]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The families trained once per module (and per test process), each when first used."""
+    return Trained(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", NAMES)
