@@ -78,6 +78,29 @@ def preemption_notice() -> Iterator[Callable[[int], bool]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) that arrives inside the block is raised when the block ends.
+
+    Around a checkpoint save: a KeyboardInterrupt raised while orbax schedules an asynchronous
+    save can leave its writer thread unknown to ``wait_until_finished``, so the process exits
+    under it and the thread dies with "cannot schedule new futures after shutdown" (seen under
+    load). Deferred, the save is registered whole and the interrupt handler waits for it.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught.is_set():
+        raise KeyboardInterrupt
+
+
 def _stopped(checkpointer: Checkpointer) -> str:
     """The end of a non-finite error: where training can resume from, and what to change."""
     good = checkpointer.latest_step()
@@ -233,8 +256,9 @@ def fit(
                         raise NonFiniteLossError(
                             f"the state after step {done} has non-finite parameters or "
                             "optimizer state; " + _stopped(checkpointer))
-                    checkpointer.save(done, parallel.checkpointable(device_state),
-                                      force=done == num_steps or stop)
+                    with interrupt_deferred():
+                        checkpointer.save(done, parallel.checkpointable(device_state),
+                                          force=done == num_steps or stop)
                 if stop:
                     checkpointer.wait()
                     raise TrainingInterrupted(

@@ -270,3 +270,26 @@ def test_a_step_deleted_while_it_is_restored_is_skipped(tmp_path):
                    for f in fs if f == "_METADATA"))
     with pytest.raises(CheckpointError, match="checkpoint 6 .* could not be restored"):
         broken.restore(toy_state())
+
+
+def test_ctrl_c_inside_a_checkpoint_save_is_raised_after_it():
+    """SIGINT inside `interrupt_deferred` (fit wraps each save in it) does not cut the block
+    short: the block finishes, then KeyboardInterrupt is raised and the handler restored."""
+    import os
+    import signal
+
+    from jaxgen.training.loop import interrupt_deferred
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        finished = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupt_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                finished.append(True)  # still runs: the interrupt waits for the block's end
+        assert finished == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with interrupt_deferred():  # no signal: nothing raised
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
