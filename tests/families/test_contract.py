@@ -23,6 +23,7 @@ from jaxgen.training import (
 )
 from jaxgen.validation import ConfigError
 from tests.experiments.helpers import load_config
+from tests.jaxprs import matmul_input_dtypes
 
 NAMES = families.names()
 
@@ -224,20 +225,6 @@ def test_generate_encode_translate_where_supported(name, trained):
     for mode in unsupported:
         with pytest.raises(ValueError, match=f"--mode={mode} is not available"):
             runner.run(*cfg, str(workdir), mode)
-
-
-def matmul_input_dtypes(jaxpr) -> set[str]:
-    """Input dtypes of every conv / dot_general in ``jaxpr``, nested jaxprs included."""
-    found = set()
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name in ("conv_general_dilated", "dot_general"):
-            found.update(str(v.aval.dtype) for v in eqn.invars)
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    found |= matmul_input_dtypes(inner)
-    return found
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxgen.models.unet import ResnetBlock, UNet, timestep_embedding
+from tests.jaxprs import matmul_input_dtypes
 
 # Tiny config: two levels (16 -> 8), attention at 8 (in the down, middle and up paths).
 TINY = dict(ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), dropout=0.5,
@@ -114,20 +115,6 @@ def test_dropout_only_in_train_mode(tiny):
     assert np.abs(train_a - eval_a).max() > 1e-3
 
 
-def _matmul_input_dtypes(jaxpr) -> set[str]:
-    """Input dtypes of every conv / dot_general in ``jaxpr``, nested jaxprs included."""
-    found = set()
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name in ("conv_general_dilated", "dot_general"):
-            found.update(str(v.aval.dtype) for v in eqn.invars)
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    found |= _matmul_input_dtypes(inner)
-    return found
-
-
 def test_bfloat16_matches_float32(tiny):
     _, _, perturbed, apply = tiny
     x, t = _inputs()
@@ -145,7 +132,7 @@ def test_bfloat16_matches_float32(tiny):
     assert 0 < err < 0.05 * scale, (err, scale)
     # Every conv and matmul (attention included) must take bf16 operands.
     jaxpr = jax.make_jaxpr(lambda p: bf16.apply({"params": p}, x, t, train=False))(perturbed)
-    assert _matmul_input_dtypes(jaxpr.jaxpr) == {"bfloat16"}
+    assert matmul_input_dtypes(jaxpr.jaxpr) == {"bfloat16"}
 
 
 def test_bad_inputs_get_clear_errors():
