@@ -13,7 +13,8 @@ def get_config():
     c.model = dict(variational=True, architecture="mlp", latent_dim=20, hidden=(400,),
                    channels=(32, 64), init="torch",  # PyTorch nn.Linear init, as the reference
                    # True: encoder and decoder see the class (one-hot), a conditional VAE
-                   # (AE); sample by class with --config.sampling.classes=…
+                   # (AE); sample by class with --config.sampling.classes=…; the CVAE's
+                   # budget is --config.train.num_epochs=30 (docs/families/autoencoders.md)
                    class_conditional=False,
                    dtype="float32")  # compute dtype; "bfloat16": mixed precision
     c.loss = dict(reconstruction="bce", beta=1.0, gaussian_logvar=-4.6, corruption="none",
