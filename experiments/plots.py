@@ -81,6 +81,23 @@ def read_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points.items()) for tag, points in sorted(by_tag.items())}
 
 
+def training_seconds(scalars: Mapping[str, list], up_to_step: int | None = None
+                     ) -> float | None:
+    """The run's training time from its log, across every resume: the sum over logging
+    windows of the window's steps divided by its ``train/steps_per_s`` (a window's rate is
+    its steps over its wall time, evaluations and checkpoint saves inside it included). A
+    window replayed after a resume counts once; None when the log has no rates."""
+    rates = [(step, rate) for step, rate in scalars.get("train/steps_per_s", ())
+             if rate > 0 and (up_to_step is None or step <= up_to_step)]
+    if not rates:
+        return None
+    seconds, previous = 0.0, 0
+    for step, rate in rates:
+        seconds += (step - previous) / rate
+        previous = step
+    return seconds
+
+
 def curve_panels(scalars: Mapping[str, list]) -> list[str]:
     """The metric names drawn, one panel each: every ``train/*`` scalar but the step rate and
     learning rate, then every ``eval/*`` mean without a training twin (standard errors and

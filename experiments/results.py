@@ -217,7 +217,8 @@ def evaluate_workdir(workdir: str, extractor, test_features, *, num_samples: int
         device_state, step = r.restore()
         row = {"name": os.path.basename(os.path.normpath(workdir)), "family": r.family.name,
                "workdir": os.path.abspath(workdir), "config": record, "step": step,
-               "train_wall_time_s": summary.get("wall_time_s"),
+               "train_wall_time_s": plots.training_seconds(plots.read_scalars(workdir), step)
+               or summary.get("wall_time_s"),
                "train_devices": summary.get("devices"),
                "metrics": suite.own_metrics(r.family.eval_passes(), r.evaluate(
                    device_state, step, max_examples=eval_examples))}
@@ -365,7 +366,9 @@ def to_markdown(report: dict) -> str:
         + f"; KID: {suite.KID_SUBSETS} subsets of ≤ {suite.KID_SUBSET_SIZE}; precision/recall "
         f"k = {suite.PR_K}. Linear probe: multinomial logistic regression "
         f"(L2 {suite.PROBE_L2:g}, standardised codes) "
-        "fitted on the training split. "
+        "fitted on the training split. Train time: from each run's TensorBoard log, the sum "
+        "over logging windows of steps / steps_per_s, across resumes (evaluations and saves "
+        "during training included). "
         f"Hardware: {report['hardware']}. The table took {report['wall_time_s'] / 60:.0f} min "
         "to compute.",
     ]

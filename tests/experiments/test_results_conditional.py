@@ -209,6 +209,19 @@ def test_training_curves_read_the_runs_event_files(runs, tmp_path):
     assert plots.curves_plot(str(tmp_path), str(tmp_path / "none.png")) is None
 
 
+def test_training_time_sums_the_logged_windows_across_resumes(runs):
+    # Windows of 50, 50 and 100 steps at 2, 5 and 4 steps/s: 25 + 10 + 25 s. A window
+    # replayed after a resume (step 100 logged again) holds one value per step.
+    scalars = {"train/steps_per_s": [(50, 2.0), (100, 5.0), (200, 4.0)]}
+    assert plots.training_seconds(scalars) == pytest.approx(60.0)
+    assert plots.training_seconds(scalars, up_to_step=100) == pytest.approx(35.0)
+    assert plots.training_seconds({"train/loss": [(1, 0.5)]}) is None
+    _, ddpm = runs  # a real run's log: two one-step windows
+    rates = dict(plots.read_scalars(ddpm)["train/steps_per_s"])
+    assert plots.training_seconds(plots.read_scalars(ddpm)) == pytest.approx(
+        1 / rates[1] + 1 / rates[2])
+
+
 def test_sweep_plots_of_an_unconditional_run_draw_fd_only(tmp_path):
     def point(sampler, nfe, fd):
         return {"sampler": sampler, "nfe": nfe, "guidance": 0.0, "steps": nfe, "num_samples": 6,
