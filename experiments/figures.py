@@ -10,7 +10,9 @@ For every run it writes into `--out`:
 
 - ``<run>_samples.png``: `--num_images` samples from the run's own sampler
   (``sampling.sampler``, else the family's first), from a fixed key, so the picture is
-  reproducible; a class-conditional run gets one row per class.
+  reproducible; a class-conditional run gets one row per class. ``--guidance W`` samples a
+  class-conditional diffusion run with guidance weight w instead of its own
+  ``sampling.guidance`` and writes ``<run>_samples_w<W>.png``.
 - ``<run>_<direction>.png`` (CycleGAN): `--num_images` test images of the source domain (top
   row), their translations (middle) and the translations back (bottom): x, G(x), F(G(x)) for
   ``x2y`` and y, F(y), G(F(y)) for ``y2x``.
@@ -24,6 +26,7 @@ It prints each file it wrote. The pictures are not metrics: the numbers are
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -37,6 +40,7 @@ from jaxgen.data.image_io import write_png
 from jaxgen.families.base import to_unit
 from jaxgen.training.collect import map_in_chunks
 from jaxgen.training.writer import image_grid
+from jaxgen.validation import ConfigError
 
 DEFAULT_WORKDIRS = tuple(f"runs/{name}" for name in
                          ("vae_mlp", "ae_mlp", "ddpm_fmnist", "dcgan_fmnist", "cyclegan_fmnist"))
@@ -83,12 +87,30 @@ def strip(rows: np.ndarray) -> np.ndarray:
     return image_grid(np.swapaxes(rows, 0, 1).reshape(n * k, *rows.shape[2:]), columns=n)
 
 
-def draw(workdir: str, out: str, *, num_images: int = 32, columns: int = 8) -> list[str]:
-    """Write the pictures of one run into `out`; return their paths."""
+def with_guidance(family_config, guidance: float, workdir: str):
+    """`family_config` sampling with guidance weight `guidance` (a class-conditional
+    diffusion run; anything else is a :class:`ConfigError`)."""
+    sampling = getattr(family_config, "sampling", None)
+    if not hasattr(sampling, "guidance"):
+        raise ConfigError(f"--guidance: {workdir} has no guidance setting; only a "
+                          "class-conditional diffusion run samples with guidance.")
+    try:
+        return dataclasses.replace(family_config, sampling=dataclasses.replace(
+            sampling, guidance=float(guidance)))
+    except ConfigError as e:
+        raise ConfigError(f"--guidance {guidance:g} on {workdir}: {e}") from None
+
+
+def draw(workdir: str, out: str, *, num_images: int = 32, columns: int = 8,
+         guidance: float | None = None) -> list[str]:
+    """Write the pictures of one run into `out` (samples with guidance weight `guidance`
+    when given); return their paths."""
     if not os.path.exists(os.path.join(workdir, "config.json")):
         raise MissingRunError(f"{workdir} holds no run (no config.json); train it first with "
                               f"python -m experiments.main --config CONFIG --workdir {workdir}")
     run_settings, family_config, _ = features_lib.read_settings(workdir)
+    if guidance is not None:
+        family_config = with_guidance(family_config, guidance, workdir)
     r = runner_lib.Runner(run_settings, family_config, workdir, read_only=True,
                           output_dir=out)
     name, written = run_name(workdir), []
@@ -103,7 +125,8 @@ def draw(workdir: str, out: str, *, num_images: int = 32, columns: int = 8) -> l
         os.makedirs(out, exist_ok=True)
         previews = r.family.previews()
         if r.family.samplers:
-            save("samples", sample_grid(r, device_state, num_images, columns))
+            save("samples" if guidance is None else f"samples_w{guidance:g}",
+                 sample_grid(r, device_state, num_images, columns))
         elif r.family.directions:
             for direction in r.family.directions:  # x2y: the preview of domain x, and so on
                 preview = f"translation_{direction[0]}"
@@ -126,6 +149,9 @@ def main(argv=None) -> int:
     p.add_argument("--num_images", type=int, default=32, help="images per sample grid")
     p.add_argument("--columns", type=int, default=8,
                    help="columns of a sample grid; test images per translation strip")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="sample a class-conditional diffusion run with this guidance weight w "
+                        "(default: the run's own sampling.guidance)")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = p.parse_args(argv)
     if args.num_images < 1 or args.columns < 1:
@@ -133,7 +159,7 @@ def main(argv=None) -> int:
     try:
         for workdir in args.workdirs:
             for path in draw(workdir, args.out, num_images=args.num_images,
-                             columns=args.columns):
+                             columns=args.columns, guidance=args.guidance):
                 print(f"wrote {path}")
     except (MissingRunError, *errors.expected_errors()) as e:
         if args.debug:

@@ -53,3 +53,11 @@ def test_figures_of_each_family_from_the_latest_checkpoint(workdirs, tmp_path):
 def test_a_workdir_without_a_run_is_a_one_line_error(tmp_path, capsys):
     assert figures.main(["--workdirs", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "holds no run" in capsys.readouterr().err
+
+
+def test_guidance_on_a_run_without_guidance_is_a_one_line_error(workdirs, tmp_path, capsys):
+    code = figures.main(["--workdirs", str(workdirs["vae"]), "--out", str(tmp_path / "g"),
+                         "--guidance", "1"])
+    assert code == 2
+    assert "only a class-conditional diffusion run" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()

@@ -3,12 +3,14 @@ steps sweeps, their plots and tables, training curves; on an 8×8 folder of thre
 a feature classifier trained for 2 steps."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import plots, results, sweeps
+from experiments import figures, plots, results, sweeps
+from experiments import runner as runner_lib
 from jaxgen.data import generate
 from tests.experiments.helpers import load_config, run_config
 
@@ -220,6 +222,27 @@ def test_training_time_sums_the_logged_windows_across_resumes(runs):
     rates = dict(plots.read_scalars(ddpm)["train/steps_per_s"])
     assert plots.training_seconds(plots.read_scalars(ddpm)) == pytest.approx(
         1 / rates[1] + 1 / rates[2])
+
+
+def test_figures_of_a_conditional_ddpm_with_guidance(runs, tmp_path, monkeypatch):
+    _, ddpm = runs
+    name = os.path.basename(ddpm)
+    out = tmp_path / "images"
+    seen = []  # the guidance weight each picture was sampled with
+    generate = runner_lib.Runner.generate
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.family.sampling_config.guidance)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner_lib.Runner, "generate", spy)
+    for extra in ([], ["--guidance", "2"]):
+        assert figures.main(["--workdirs", ddpm, "--out", str(out), "--num_images", "6",
+                             *extra]) == 0
+    assert seen == [0.0, 2.0]
+    plain, guided = (np.asarray(Image.open(out / f"{name}_{suffix}.png"))
+                     for suffix in ("samples", "samples_w2"))
+    assert plain.shape == guided.shape == (3 * 9 + 1, 2 * 9 + 1)  # a row per class, 8×8
 
 
 def test_sweep_plots_of_an_unconditional_run_draw_fd_only(tmp_path):
