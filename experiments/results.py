@@ -57,9 +57,11 @@ rows (same classifier) and gets these runs' sweeps in place of their earlier one
 
 Plots (PNG, :mod:`experiments.plots`) go to ``--figures_dir`` (default: ``--output_dir``):
 ``curves_<run>.png``, each scored run's training curves from its TensorBoard events (``train/*``
-losses, ``eval/*`` test metrics with their standard errors); ``sweep_guidance_<run>.png`` (FD
-and class accuracy against w) and ``sweep_steps_<run>.png`` (FD and class accuracy against NFE,
-a line per sampler). ``--figures_dir docs/images`` puts them where the docs can embed them.
+losses, ``eval/*`` test metrics with their standard errors);
+``sweep_guidance_<run>_<sampler>-<steps>.png`` (FD and class accuracy against w) and
+``sweep_steps_<run>_w<w>.png`` (FD and class accuracy against NFE, a line per sampler), each
+named by what its sweep holds fixed: a steps sweep at another w is kept beside the first.
+``--figures_dir docs/images`` puts them where the docs can embed them.
 
 Writes ``results.json`` (every metric with its sample count, the run's steps, wall time and
 hardware, and the pinned feature settings; the sweeps' points; the plots' paths) and
@@ -456,7 +458,8 @@ def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir: str | None = None,
               "num_samples": num_samples, "eval_examples": eval_examples,
               "hardware": hardware(), "wall_time_s": wall, "rows": rows,
               "sweeps": sweeps_lib.merged(kept_sweeps, new_sweeps),
-              "figures": {**(previous.get("figures", {}) if previous else {}), **figures}}
+              "figures": merged_figures(previous.get("figures", {}) if previous else {},
+                                        figures)}
     if sweeps_only:  # the table's own settings and time stay those of its rows
         report.update({k: previous[k] for k in ("num_samples", "eval_examples", "wall_time_s",
                                                 "hardware") if previous and k in previous})
@@ -482,11 +485,20 @@ def run(workdirs=DEFAULT_WORKDIRS, *, classifier_workdir: str | None = None,
     return report
 
 
+def merged_figures(previous: dict[str, list[str]], new: dict[str, list[str]]
+                   ) -> dict[str, list[str]]:
+    """Each run's figures, the previous ones first, each path once: a second sweep of a run
+    adds its plot beside the first's."""
+    return {run: list(dict.fromkeys(previous.get(run, []) + new.get(run, [])))
+            for run in {**previous, **new}}
+
+
 def draw_figures(workdirs, new_sweeps: list[dict], figures_dir: str, dataset: str
                  ) -> dict[str, list[str]]:
     """Each run's training curves (``curves_<run>.png``) and a plot per sweep
-    (``sweep_guidance_<run>.png``, ``sweep_steps_<run>.png``) in `figures_dir`; returns
-    ``{run: [paths]}`` and records each sweep's plot in it (``"figure"``)."""
+    (``sweep_guidance_<run>_<sampler>-<steps>.png``, ``sweep_steps_<run>_w<w>.png``: named by
+    what the sweep holds fixed) in `figures_dir`; returns ``{run: [paths]}`` and records each
+    sweep's plot in it (``"figure"``)."""
     out: dict[str, list[str]] = {}
     fd = suite.fd_name(dataset)
     for w in workdirs:
@@ -497,7 +509,8 @@ def draw_figures(workdirs, new_sweeps: list[dict], figures_dir: str, dataset: st
             out.setdefault(name, []).append(path)
     for s in new_sweeps:
         n = s["num_samples"]
-        path = os.path.join(figures_dir, f"sweep_{s['kind']}_{s['name']}.png")
+        path = os.path.join(figures_dir, f"sweep_{s['kind']}_{s['name']}_"
+                                         f"{sweeps_lib.fixed_setting(s)}.png")
         if s["kind"] == "guidance":
             p = s["points"][0]
             title = (f"{s['name']}: guidance sweep ({p['sampler']}, {p['nfe']} NFE, "

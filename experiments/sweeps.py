@@ -239,10 +239,23 @@ def run_sweeps(workdir: str, sweeps: list[Sweep], extractor, test_features, test
     return records
 
 
+def fixed_setting(sweep: dict) -> str:
+    """What a sweep holds fixed, as a name: its sampler and steps for a guidance sweep
+    (``dpm_solver-20``), its guidance weight for a steps sweep (``w1``)."""
+    p = sweep["points"][0]
+    if sweep["kind"] == "guidance":
+        return p["sampler"] + (f"-{p['steps']}" if p["steps"] else "")
+    return f"w{p['guidance']:g}"
+
+
 def merged(previous: list[dict], new: list[dict]) -> list[dict]:
-    """`previous` sweeps with those of the same run and kind replaced by `new`."""
-    replaced = {(s["workdir"], s["kind"]) for s in new}
-    return [s for s in previous if (s["workdir"], s["kind"]) not in replaced] + new
+    """`previous` sweeps with those of the same run, kind and fixed setting replaced by `new`
+    (a steps sweep at w = 1 keeps the one at w = 0)."""
+    def key(s):
+        return s["workdir"], s["kind"], fixed_setting(s)
+
+    replaced = {key(s) for s in new}
+    return [s for s in previous if key(s) not in replaced] + new
 
 
 def _fmt(x) -> str:

@@ -103,12 +103,12 @@ def test_conditional_row_guidance_and_steps_sweeps_and_plots(runs, tmp_path, cap
     assert g0 == steps["points"][1]["metrics"]
     # Plots: the sweeps and the training curves, all PNG files Pillow opens.
     names = sorted(p.name for p in figures.iterdir())
-    assert names == ["curves_ddpm_cond.png", "sweep_guidance_ddpm_cond.png",
-                     "sweep_steps_ddpm_cond.png"]
+    assert names == ["curves_ddpm_cond.png", "sweep_guidance_ddpm_cond_ddim-3.png",
+                     "sweep_steps_ddpm_cond_w0.png"]
     for name in names:
         with Image.open(figures / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
-    assert guidance["figure"] == str(figures / "sweep_guidance_ddpm_cond.png")
+    assert guidance["figure"] == str(figures / "sweep_guidance_ddpm_cond_ddim-3.png")
     # --readme: the table in the README, the sweep table between the docs page's markers.
     assert "intra_fd_toys" in readme.read_text()
     text = doc.read_text()
@@ -144,8 +144,23 @@ def test_sweeps_only_keeps_the_table_and_links_figures_under_the_doc(runs, tmp_p
     assert [s["kind"] for s in report["sweeps"]] == ["guidance", "steps"]  # both kept
     assert report["sweeps"][1]["points"][0]["guidance"] == 2.0
     text = doc.read_text()
-    assert "](images/sweep_steps_ddpm_cond.png)" in text
+    assert "](images/sweep_steps_ddpm_cond_w2.png)" in text
     assert "](images/curves_ddpm_cond.png)" in text
+    # A steps sweep at another w is kept beside the first, and so is its plot; the same
+    # sweep again replaces its own record.
+    for _ in range(2):
+        assert results.main([*common, "--sweeps_only", "--sweep", "steps=ddim:2",
+                             "--sweep_guidance", "1", "--sweep_samples", "6", "--readme",
+                             "--sweeps_doc", str(doc),
+                             "--figures_dir", str(doc.parent / "images")]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert [(s["kind"], s["points"][0]["guidance"]) for s in report["sweeps"]] == [
+        ("guidance", 2.0), ("steps", 2.0), ("steps", 1.0)]
+    text = doc.read_text()
+    assert "](images/sweep_steps_ddpm_cond_w2.png)" in text
+    assert "](images/sweep_steps_ddpm_cond_w1.png)" in text
+    assert "| ddpm_cond | steps | ddim | 2 | 2 | 1 | 6 |" in text
+    assert "| ddpm_cond | steps | ddim | 2 | 2 | 2 | 6 |" in text
 
 
 @pytest.mark.parametrize("flags, message", [
