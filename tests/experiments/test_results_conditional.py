@@ -260,6 +260,23 @@ def test_figures_of_a_conditional_ddpm_with_guidance(runs, tmp_path, monkeypatch
     assert plain.shape == guided.shape == (3 * 9 + 1, 2 * 9 + 1)  # a row per class, 8×8
 
 
+def test_sampler_error_compares_samplers_from_one_x_t(runs, tmp_path):
+    from benchmarks import sampler_error
+    _, ddpm = runs
+    out = tmp_path / "error.json"
+    assert sampler_error.main(["--workdir", ddpm, "--samplers", "ddim:2,10;dpm_solver:2",
+                               "--reference", "ddim:10", "--num_samples", "7",
+                               "--guidance", "1", "--no_clip_x0", "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["num_samples"] == 6  # rounded down to equal numbers per class
+    rows = {(r["sampler"], r["steps"]): r for r in report["rows"]}
+    assert set(rows) == {("ddim", 2), ("ddim", 10), ("dpm_solver", 2)}
+    assert rows["ddim", 10]["rms_to_reference"] == 0.0  # the reference itself: the same x_T
+    assert rows["ddim", 2]["rms_to_reference"] > 0.0
+    assert rows["dpm_solver", 2]["rms_to_reference"] > 0.0
+    assert all(r["guidance"] == 1.0 for r in report["rows"]) and report["clip_x0"] is False
+
+
 def test_sweep_plots_of_an_unconditional_run_draw_fd_only(tmp_path):
     def point(sampler, nfe, fd):
         return {"sampler": sampler, "nfe": nfe, "guidance": 0.0, "steps": nfe, "num_samples": 6,
