@@ -281,7 +281,7 @@ def to_markdown(sweeps: list[dict], dataset: str, *, figures: dict | None = None
                 *(_fmt(m[k]["value"]) if k in m else "—" for k in (fd, intra,
                                                                   "class_accuracy"))]) + " |")
     counts = ", ".join(
-        f"{s['name']} {s['kind']}: {s['num_samples']}"
+        f"{s['name']} {s['kind']} ({fixed_setting(s)}): {s['num_samples']}"
         + (f" ({s['samples_per_class']} per class)" if s["samples_per_class"] else "")
         for s in sweeps)
     lines += ["", f"Samples per point: {counts}. The points of a sweep share their noise, labels "

@@ -114,7 +114,8 @@ def test_conditional_row_guidance_and_steps_sweeps_and_plots(runs, tmp_path, cap
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| ddpm_cond | guidance | ddim | 3 | 3 | 2 | 6 |" in text
-    assert "(2 per class)" in text
+    assert "ddpm_cond guidance (ddim-3): 6 (2 per class)" in text
+    assert "ddpm_cond steps (w0): 6 (2 per class)" in text
     assert "sweep_guidance" not in text  # figures outside docs/: not linked
 
 
