@@ -102,7 +102,8 @@ def curve_panels(scalars: Mapping[str, list]) -> list[str]:
     """The metric names drawn, one panel each: every ``train/*`` scalar but the step rate and
     learning rate, then every ``eval/*`` mean without a training twin (standard errors and
     example counts are drawn with their means, not as curves)."""
-    train = [t.split("/", 1)[1] for t in scalars if t.startswith("train/") and t not in NOT_CURVES]
+    train = [t.split("/", 1)[1] for t in scalars if t.startswith("train/")
+             and t not in NOT_CURVES and not t.endswith("_learning_rate")]  # GAN: d_, g_
     evals = [t.split("/", 1)[1] for t in scalars if t.startswith("eval/")
              and not t.endswith(("_se", "_num_examples"))]
     return (train + [m for m in evals if m not in train])[:MAX_PANELS]

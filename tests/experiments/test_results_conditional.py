@@ -221,6 +221,9 @@ def test_training_curves_read_the_runs_event_files(runs, tmp_path):
     panels = plots.curve_panels(scalars)
     assert panels[0] != "steps_per_s" and "loss" in panels and "bpd" in panels
     assert "bpd_se" not in panels and "learning_rate" not in panels
+    gan = plots.curve_panels({f"train/{k}": [(1, 1.0)] for k in (
+        "d_loss", "g_loss", "d_learning_rate", "g_learning_rate", "steps_per_s")})
+    assert gan == ["d_loss", "g_loss"]  # per-player learning rates are settings, not curves
     path = plots.curves_plot(ddpm, str(tmp_path / "c.png"))
     with Image.open(path) as image:
         assert image.format == "PNG"
