@@ -42,9 +42,9 @@ def sample_all(workdir: str, samplers: str, reference: str, num_samples: int,
             sweeps_lib.parse(f"steps={text}"), workdir, family_config, base.family.samplers,
             base.family.conditional, guidance=guidance)]
         if clip_x0 is not None:
-            plan = [dataclasses.replace(p, config=dataclasses.replace(
-                p.config, sampling=dataclasses.replace(p.config.sampling, clip_x0=clip_x0)))
-                for p in plan]
+            plan = [dataclasses.replace(p, config=sweeps_lib.with_sampling(p.config,
+                                                                           clip_x0=clip_x0))
+                    for p in plan]
         device_state, step = base.restore()
         labels = (suite.balanced_labels(base.family.num_classes, num_samples)
                   if base.family.conditional else None)

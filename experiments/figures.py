@@ -26,7 +26,6 @@ It prints each file it wrote. The pictures are not metrics: the numbers are
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
@@ -36,6 +35,7 @@ import numpy as np
 from experiments import errors
 from experiments import features as features_lib
 from experiments import runner as runner_lib
+from experiments import sweeps as sweeps_lib
 from jaxgen.data.image_io import write_png
 from jaxgen.families.base import to_unit
 from jaxgen.training.collect import map_in_chunks
@@ -90,13 +90,11 @@ def strip(rows: np.ndarray) -> np.ndarray:
 def with_guidance(family_config, guidance: float, workdir: str):
     """`family_config` sampling with guidance weight `guidance` (a class-conditional
     diffusion run; anything else is a :class:`ConfigError`)."""
-    sampling = getattr(family_config, "sampling", None)
-    if not hasattr(sampling, "guidance"):
+    if not hasattr(getattr(family_config, "sampling", None), "guidance"):
         raise ConfigError(f"--guidance: {workdir} has no guidance setting; only a "
                           "class-conditional diffusion run samples with guidance.")
     try:
-        return dataclasses.replace(family_config, sampling=dataclasses.replace(
-            sampling, guidance=float(guidance)))
+        return sweeps_lib.with_sampling(family_config, guidance=float(guidance))
     except ConfigError as e:
         raise ConfigError(f"--guidance {guidance:g} on {workdir}: {e}") from None
 

@@ -113,6 +113,13 @@ def network_evaluations(sampler: str, settings, num_timesteps: int) -> int:
     return 2 * steps - 1 if sampler == "heun" else int(steps)
 
 
+def with_sampling(family_config, **changes):
+    """`family_config` with these ``sampling`` settings changed (validated by the sampling
+    config itself: a bad value is a ``ConfigError``)."""
+    return dataclasses.replace(family_config, sampling=dataclasses.replace(
+        family_config.sampling, **changes))
+
+
 @dataclasses.dataclass(frozen=True)
 class Point:
     sampler: str
@@ -164,8 +171,8 @@ def points(sweep: Sweep, workdir: str, family_config, samplers, conditional: boo
                                  f"every timestep); name it alone, without ':{steps}'.")
             own = dataclasses.replace(own, steps=steps)
         try:
-            config = dataclasses.replace(family_config, sampling=dataclasses.replace(
-                sampling, sampler=name, guidance=float(w), **{name: own}))
+            config = with_sampling(family_config, sampler=name, guidance=float(w),
+                                   **{name: own})
         except ConfigError as e:
             raise SweepError(f"--sweep {sweep.text} on {workdir}: {e}") from None
         t = family_config.diffusion.num_timesteps
